@@ -1,0 +1,22 @@
+# ftbench: LLM fine-tuning benchmark over models x strategies x GPU counts.
+# The chain: sources -> token cache -> one training job per cell -> summary -> README tables.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/sources.smk"
+include: "rules/tokcache.smk"
+include: "rules/train.smk"
+include: "rules/aggregate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

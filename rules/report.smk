@@ -1,0 +1,21 @@
+# The README is rewritten between its markers but never declared as an output: Snakemake deletes a
+# job's outputs before running it. tables.md (written last) is the rule's own record.
+
+
+rule render_report:
+    input:
+        summary=f"{RUN_DIR}/summary.csv",
+        readme=config["report"]["readme"],
+    output:
+        docs_summary=f"{config['report']['docs_dir']}/{RUN}/summary.csv",
+        tables=f"{RUN_DIR}/tables.md",
+    log:
+        f"logs/{RUN}/render_report.log",
+    benchmark:
+        f"logs/{RUN}/benchmarks/render_report.tsv"
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        run_name=RUN,
+    script:
+        "../scripts/report.py"

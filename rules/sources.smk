@@ -1,0 +1,54 @@
+# Sources: each rule ends in a directory plus manifest.json (the declared output).
+
+
+rule prepare_dataset:
+    output:
+        manifest="resources/datasets/{dataset}/manifest.json",
+    log:
+        "logs/prepare_dataset/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
+    conda:
+        "../envs/hub.yaml"
+    params:
+        source=config["dataset"]["source"],
+        num_rows=config["dataset"]["num_rows"],
+        seed=config["seed"],
+    script:
+        "../scripts/sources.py"
+
+
+rule train_tokenizer:
+    input:
+        dataset=f"resources/datasets/{DATASET}/manifest.json",
+    output:
+        manifest="resources/tokenizers/{tokenizer}/manifest.json",
+    log:
+        "logs/train_tokenizer/{tokenizer}.log",
+    benchmark:
+        "logs/benchmarks/train_tokenizer/{tokenizer}.tsv"
+    conda:
+        "../envs/train.yaml"
+    params:
+        source=tokenizer_source,
+        template=lambda wildcards: config["dataset"]["template"],  # braces are not wildcards
+    script:
+        "../scripts/sources.py"
+
+
+rule prepare_model:
+    input:
+        tokenizer=model_tokenizer_manifest,
+    output:
+        manifest="resources/models/{model}/manifest.json",
+    log:
+        "logs/prepare_model/{model}.log",
+    benchmark:
+        "logs/benchmarks/prepare_model/{model}.tsv"
+    conda:
+        "../envs/train.yaml"
+    params:
+        model=lambda wildcards: model_config(config, wildcards.model),
+        seed=config["seed"],
+    script:
+        "../scripts/sources.py"

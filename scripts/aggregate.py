@@ -1,0 +1,6 @@
+# Shim for aggregate_metrics.
+from ftbench import aggregate, logs
+
+logs.to_file(snakemake.log[0])
+summary = aggregate.collect(snakemake.params.cells, snakemake.input.metrics)
+aggregate.write(summary, parquet=snakemake.output.parquet, csv=snakemake.output.csv)

@@ -1,0 +1,123 @@
+"""Typed view of a validated config: the `Cell` every stage after planning works on.
+
+The YAML is validated against schemas/config.schema.yaml by Snakemake (defaults filled in); the checks
+JSON Schema cannot express live in `ftbench.matrix`. Everything here is plain data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+CELL_PATTERN = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
+"""The cell id; also the directory of the cell under results/<run_name>/runs/."""
+
+
+class ConfigError(ValueError):
+    """A config mistake; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training job of the matrix."""
+
+    model: str
+    """Model name from `models[].name`."""
+    strategy: str
+    """Parallelism strategy (matrix.strategies)."""
+    gpus: int
+    """World size: GPUs, or gloo processes on CPU."""
+    method: str
+    """Fine-tuning method: `full` (all parameters)."""
+    precision: str
+    """`fp32`, or `bf16` autocast with fp32 master weights."""
+    batch_size_per_gpu: int
+    """Micro-batch per data-parallel rank, in samples of `seq_len` tokens."""
+    seq_len: int
+    """Tokens per sample (packed blocks, no padding)."""
+    global_batch_size: int
+    """Samples per optimizer step over all ranks."""
+
+    @property
+    def data_parallel_size(self) -> int:
+        """Ranks that read different samples (all of them for ddp)."""
+        return self.gpus
+
+    @property
+    def grad_accum_steps(self) -> int:
+        return self.global_batch_size // (self.batch_size_per_gpu * self.data_parallel_size)
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Training tokens per optimizer step, each counted once for the whole job."""
+        return self.global_batch_size * self.seq_len
+
+    @property
+    def id(self) -> str:
+        return CELL_PATTERN.format(
+            model=self.model,
+            strategy=self.strategy,
+            gpus=self.gpus,
+            method=self.method,
+            precision=self.precision,
+            bs=self.batch_size_per_gpu,
+            seq=self.seq_len,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_CELL_RE = re.compile(
+    r"^(?P<model>[^/]+)/(?P<strategy>[^/]+)/(?P<gpus>\d+)gpu/"
+    r"(?P<method>[^-/]+)-(?P<precision>[^-/]+)-bs(?P<bs>\d+)-seq(?P<seq>\d+)$"
+)
+
+
+def parse_cell_id(cell_id: str) -> dict:
+    """Split a cell id into its wildcard values (strings), or raise ValueError."""
+    m = _CELL_RE.match(cell_id)
+    if not m:
+        raise ValueError(f"not a cell id: {cell_id!r} (expected {CELL_PATTERN})")
+    return m.groupdict()
+
+
+def model_config(config: dict, name: str) -> dict:
+    """The `models[]` entry called `name`."""
+    for model in config["models"]:
+        if model["name"] == name:
+            return model
+    raise ConfigError(f"models: no model named {name!r}")
+
+
+def tokenizer_id(config: dict, model: dict) -> str:
+    """Directory name of a model's tokenizer; models that name the same tokenizer share one token cache.
+
+    A builtin BPE is trained on the dataset, so its id carries the dataset name.
+    """
+    source = model.get("tokenizer", "builtin:bpe-2048")
+    kind, _, spec = source.partition(":")
+    if kind == "builtin":
+        return f"{spec}-{config['dataset']['name']}"
+    raise ConfigError(f"models[{model['name']}].tokenizer: unsupported source {source!r}")
+
+
+def bpe_vocab_size(tokenizer_source: str) -> int:
+    """Vocabulary size of a `builtin:bpe-<vocab>` tokenizer source."""
+    m = re.fullmatch(r"builtin:bpe-(\d+)", tokenizer_source)
+    if not m:
+        raise ConfigError(f"tokenizer: {tokenizer_source!r} is not builtin:bpe-<vocab>")
+    return int(m.group(1))
+
+
+SCHEMA = "schemas/config.schema.yaml"
+
+
+def validate(config: dict, workflow_dir: str = ".") -> dict:
+    """Validate `config` in place against the workflow's schema (filling defaults), as the Snakefile does."""
+    from pathlib import Path
+
+    from snakemake.utils import validate as snakemake_validate
+
+    snakemake_validate(config, str(Path(workflow_dir) / SCHEMA), set_default=True)
+    return config

@@ -1,0 +1,88 @@
+"""The training loop: warm-up, measured steps, eval, generation. Strategy-agnostic.
+
+The global batch of step s is the same blocks whatever the world size: a seeded permutation of the train
+blocks, cut into consecutive global batches; data-parallel rank r reads its contiguous share and splits it
+into micro-batches. So ddp at 1 and 2 GPUs (same global batch) see the same tokens.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ftbench.metrics import StepClock, mean_over_ranks, sync
+
+
+def check_enough_data(n_blocks: int, cell) -> None:
+    if n_blocks < cell.global_batch_size:
+        raise ValueError(
+            f"cell {cell.id}: the train split has {n_blocks} blocks of {cell.seq_len} tokens, fewer than one "
+            f"global batch ({cell.global_batch_size}); add data or lower the batch size"
+        )
+
+
+def step_blocks(order: np.ndarray, step: int, global_batch: int) -> np.ndarray:
+    """Block indices of the global batch of `step` (cycles through the epoch order)."""
+    return order[(step * global_batch + np.arange(global_batch)) % len(order)]
+
+
+def to_tensor(blocks: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(blocks, dtype=np.int64)).to(device, non_blocking=True)
+
+
+def rank_micro_batches(blocks, order, step, cell, trainer, device) -> list[torch.Tensor]:
+    idx = step_blocks(order, step, cell.global_batch_size)
+    share = cell.global_batch_size // trainer.data_world
+    mine = np.sort(idx[trainer.data_rank * share : (trainer.data_rank + 1) * share])
+    data = to_tensor(blocks[mine], device)
+    return list(data.split(cell.batch_size_per_gpu))
+
+
+def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device) -> dict:
+    """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses."""
+    check_enough_data(len(blocks), cell)
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    clock = StepClock(device)
+    losses = []
+    for step in range(warmup + measure):
+        # data loading is inside the step time: it is part of what the user waits for
+        if step == warmup:
+            clock.start()
+        loss = trainer.train_step(rank_micro_batches(blocks, order, step, cell, trainer, device))
+        if step >= warmup:
+            clock.lap()
+        losses.append(loss)  # a tensor: no host sync here
+    losses = mean_over_ranks(torch.stack(losses)).tolist()
+    return {"step_times_s": clock.step_times, "losses": losses, "warmup_losses": losses[:warmup]}
+
+
+def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> float:
+    """Mean next-token loss over this job's share of the eval blocks (weighted by batch size)."""
+    mine = np.arange(trainer.data_rank, len(blocks), trainer.data_world)[: batch_size * max_batches]
+    total = torch.zeros(2, device=device)
+    for start in range(0, len(mine), batch_size):
+        batch = to_tensor(blocks[mine[start : start + batch_size]], device)
+        total[0] += trainer.eval_loss(batch) * len(batch)
+        total[1] += len(batch)
+    total = mean_over_ranks(total)
+    return (total[0] / total[1]).item()
+
+
+def generation(trainer, blocks, batch_size: int, prompt_tokens: int, new_tokens: int, device) -> dict:
+    """Greedy generation of `new_tokens` after the first `prompt_tokens` of eval blocks, timed for the job."""
+    rows = np.arange(trainer.data_rank, len(blocks), trainer.data_world)[:batch_size]
+    prompts = to_tensor(blocks[rows, :prompt_tokens], device)
+    sync(device)
+    start = time.perf_counter()
+    out = trainer.generate(prompts, new_tokens)
+    sync(device)
+    elapsed = time.perf_counter() - start
+    new = out.shape[1] - prompts.shape[1]
+    return {
+        "inference_tokens_per_s": len(prompts) * new * trainer.data_world / elapsed,
+        "inference_time_s": elapsed,
+        "generated_ids": out[0].tolist(),
+        "prompt_len": prompts.shape[1],
+    }

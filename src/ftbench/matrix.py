@@ -1,0 +1,129 @@
+"""Expand the config's matrix into cells, prune impossible ones with a reason, check the rest.
+
+`plan(config)` is the single source of truth for what the workflow runs: the Snakefile's targets, the
+dry-run listing and the tests all call it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from ftbench.config import Cell, ConfigError, bpe_vocab_size
+
+
+@dataclass
+class Plan:
+    cells: list[Cell] = field(default_factory=list)
+    pruned: list[tuple[Cell, str]] = field(default_factory=list)
+    """Cells left out on purpose, each with its reason."""
+
+
+def _prune_reason(cell: Cell) -> str | None:
+    """Why a combination cannot run at all (None: it runs). Later strategies add their rules here."""
+    return None
+
+
+def _check_models(config: dict) -> None:
+    seen = set()
+    for i, model in enumerate(config["models"]):
+        name = model["name"]
+        if name in seen:
+            raise ConfigError(f"models[{i}].name: duplicate model name {name!r}; names must be unique")
+        seen.add(name)
+        if model["source"].startswith("config:"):
+            arch = model.get("architecture")
+            if arch is None:
+                raise ConfigError(
+                    f"models[{i}] ({name}): source {model['source']!r} needs an `architecture` "
+                    "(hidden_size, num_layers, num_heads, intermediate_size)"
+                )
+            if arch["hidden_size"] % arch["num_heads"]:
+                raise ConfigError(
+                    f"models[{i}].architecture ({name}): hidden_size {arch['hidden_size']} is not "
+                    f"divisible by num_heads {arch['num_heads']}"
+                )
+        vocab = bpe_vocab_size(model.get("tokenizer", "builtin:bpe-2048"))
+        if not 300 <= vocab <= 1_000_000:
+            raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
+
+
+def _global_batch(config: dict, model: dict, gpus: int, bs: int) -> int:
+    """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks."""
+    gbs = model.get("global_batch_size", config.get("global_batch_size"))
+    if gbs is None:
+        return bs * gpus
+    if gbs % (bs * gpus):
+        raise ConfigError(
+            f"global_batch_size: {gbs} for model {model['name']!r} at {gpus} GPU(s) is not a multiple of "
+            f"batch_size_per_gpu x GPUs = {bs} x {gpus}; gradient accumulation needs an exact division"
+        )
+    return gbs
+
+
+def _check_geometry(gpus: int, gpus_per_node: int) -> None:
+    if gpus > gpus_per_node and gpus % gpus_per_node:
+        raise ConfigError(
+            f"matrix.gpus: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
+            f"above one node use a multiple of {gpus_per_node}"
+        )
+
+
+def plan(config: dict) -> Plan:
+    """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len)."""
+    _check_models(config)
+    matrix = config["matrix"]
+    gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
+    result = Plan()
+    for model in config["models"]:
+        bs = model.get("batch_size_per_gpu", config["batch_size_per_gpu"])
+        max_pos = model.get("architecture", {}).get("max_positions")
+        for strategy, gpus, method, precision, seq in itertools.product(
+            matrix["strategies"],
+            matrix["gpus"],
+            matrix.get("method", ["full"]),
+            matrix.get("precision", ["fp32"]),
+            matrix["seq_len"],
+        ):
+            _check_geometry(gpus, gpus_per_node)
+            if max_pos is not None and seq > max_pos:
+                raise ConfigError(
+                    f"matrix.seq_len: {seq} exceeds models[{model['name']}].architecture.max_positions={max_pos}"
+                )
+            cell = Cell(
+                model=model["name"],
+                strategy=strategy,
+                gpus=gpus,
+                method=method,
+                precision=precision,
+                batch_size_per_gpu=bs,
+                seq_len=seq,
+                global_batch_size=_global_batch(config, model, gpus, bs),
+            )
+            reason = _prune_reason(cell)
+            if reason:
+                result.pruned.append((cell, reason))
+            else:
+                result.cells.append(cell)
+    if not result.cells:
+        raise ConfigError("matrix: every cell was pruned; nothing to run")
+    return result
+
+
+def cells_by_id(config: dict) -> dict[str, Cell]:
+    return {cell.id: cell for cell in plan(config).cells}
+
+
+def job_spec(config: dict, cell: Cell) -> dict:
+    """Everything a training job needs besides its input files. It is the train rule's params, so
+    changing any of it re-runs exactly the cells it touches (and nothing else does)."""
+    hardware = config["hardware"]
+    return {
+        "run_name": config["run_name"],
+        "seed": config["seed"],
+        "cell": cell.to_dict(),
+        "steps": config["steps"],
+        "optimizer": config["optimizer"],
+        "generation": config["generation"],
+        "hardware": {"device": hardware["device"], "cpu_threads_per_rank": hardware["cpu_threads_per_rank"]},
+    }

@@ -1,0 +1,96 @@
+"""Every measured number of a cell is computed here; the loop only feeds it.
+
+Clock reads follow a barrier (and a device sync on GPU), so a step's time is the slowest rank's.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import time
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued device work and for every rank, so the next clock read means "all done"."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    if dist.is_initialized():
+        dist.barrier()
+
+
+class StepClock:
+    """Wall time per step, read after `sync`."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.step_times: list[float] = []
+        self._last = None
+
+    def start(self) -> None:
+        sync(self.device)
+        self._last = time.perf_counter()
+
+    def lap(self) -> float:
+        sync(self.device)
+        now = time.perf_counter()
+        self.step_times.append(now - self._last)
+        self._last = now
+        return self.step_times[-1]
+
+
+def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """Average a tensor over ranks (each rank's loss covers an equal share of the batch)."""
+    values = values.detach().float().clone()
+    if dist.is_initialized():
+        dist.all_reduce(values)
+        values /= dist.get_world_size()
+    return values
+
+
+def peak_memory(device: torch.device) -> dict:
+    """This rank's peaks: CPU resident set (ru_maxrss is KiB on Linux) and, on CUDA, the allocator's."""
+    mem = {"cpu_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    if device.type == "cuda":
+        mem["gpu_peak_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
+        mem["gpu_peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
+    return mem
+
+
+def gather(obj) -> list:
+    """`obj` from every rank, in rank order."""
+    if not dist.is_initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def throughput(tokens_per_step: int, samples_per_step: int, step_times: list[float]) -> dict:
+    """Tokens and samples per second over the measured steps (each token counted once for the job)."""
+    total = sum(step_times)
+    times = np.asarray(step_times)
+    return {
+        "train_time_s": total,
+        "train_tokens_per_s": tokens_per_step * len(step_times) / total,
+        "train_samples_per_s": samples_per_step * len(step_times) / total,
+        "step_time_p50_s": float(np.percentile(times, 50)),
+        "step_time_p95_s": float(np.percentile(times, 95)),
+    }
+
+
+def memory_summary(per_rank: list[dict]) -> dict:
+    """Max over ranks of each peak; `peak_memory_gb` is the GPU's reserved peak, else the CPU RSS peak."""
+    keys = sorted({k for rank in per_rank for k in rank})
+    peaks = {k: max(rank.get(k, 0.0) for rank in per_rank) for k in keys}
+    peaks["peak_memory_gb"] = peaks.get("gpu_peak_reserved_gb", peaks["cpu_peak_rss_gb"])
+    peaks["peak_memory_kind"] = "gpu_reserved" if "gpu_peak_reserved_gb" in peaks else "cpu_rss"
+    peaks["memory_per_rank"] = per_rank
+    return peaks
+
+
+def perplexity(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else math.inf

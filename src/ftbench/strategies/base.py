@@ -1,0 +1,66 @@
+"""What every strategy gives the loop, and what the loop gives every strategy."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass(frozen=True)
+class TrainEnv:
+    """The process's place in the job and the optimizer settings."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+    lr: float
+    weight_decay: float
+    max_grad_norm: float
+
+
+class Trainer(Protocol):
+    module: torch.nn.Module
+    """The model as built (unwrapped), for generation and parameter counts."""
+    data_rank: int
+    """Which data-parallel shard this process reads."""
+    data_world: int
+    """How many different shards the job reads per step."""
+
+    def train_step(self, micro_batches: list[torch.Tensor]) -> torch.Tensor:
+        """Forward/backward every micro-batch, then one optimizer step; the mean loss (detached)."""
+
+    def eval_loss(self, batch: torch.Tensor) -> torch.Tensor:
+        """Mean next-token loss of `batch` without gradients (detached)."""
+
+    def generate(self, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
+        """Greedy continuation of `prompts` by exactly `new_tokens` tokens."""
+
+
+def autocast(precision: str, device: torch.device):
+    """bf16: autocast around forward with fp32 master weights; fp32: nothing."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def adamw(params, env: TrainEnv) -> torch.optim.Optimizer:
+    """The optimizer every torch-side strategy uses, so strategies differ only in parallelism."""
+    return torch.optim.AdamW(
+        [p for p in params if p.requires_grad], lr=env.lr, weight_decay=env.weight_decay, betas=(0.9, 0.95)
+    )
+
+
+def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:
+    eos = module.config.eos_token_id
+    return module.generate(
+        input_ids=prompts,
+        attention_mask=torch.ones_like(prompts),
+        max_new_tokens=new_tokens,
+        min_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=eos,
+    )

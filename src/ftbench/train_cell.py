@@ -1,0 +1,156 @@
+"""torchrun entry point: train one cell and write its metrics.json.
+
+    torchrun --standalone --nproc-per-node N -m ftbench.train_cell \
+        --spec '<job spec json>' --model DIR --cache DIR --out metrics.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ftbench import loop, metrics, provenance, tokcache
+from ftbench.config import Cell
+from ftbench.files import atomic_write_json, read_json
+from ftbench.strategies import ZERO_STAGE, TrainEnv, build_trainer
+
+log = logging.getLogger("ftbench.train_cell")
+
+STATUS_OK = "ok"
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "cuda" or (requested == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def check_cache_matches_model(cache_dir: Path, model_dir: Path, model) -> dict:
+    """The cache must come from this model's tokenizer and fit its embedding table."""
+    manifest = read_json(cache_dir / "manifest.json")
+    fingerprint = tokcache.tokenizer_fingerprint(model_dir)
+    if manifest["tokenizer_fingerprint"] != fingerprint:
+        raise ValueError(
+            f"token cache {cache_dir} was built with tokenizer {manifest['tokenizer_fingerprint'][:12]}, "
+            f"but {model_dir}/tokenizer.json is {fingerprint[:12]}"
+        )
+    if manifest["vocab_size"] > model.get_input_embeddings().num_embeddings:
+        raise ValueError(f"token cache {cache_dir} vocabulary exceeds the model's embedding table")
+    return manifest
+
+
+def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+    cell = Cell(**spec["cell"])
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = pick_device(spec["hardware"]["device"], local_rank)
+    if device.type == "cpu":
+        torch.set_num_threads(spec["hardware"]["cpu_threads_per_rank"])
+    if world != cell.gpus:
+        raise ValueError(f"cell {cell.id} needs {cell.gpus} processes, torchrun started {world}")
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    prov = provenance.collect(device, spec["seed"])
+
+    torch.manual_seed(spec["seed"])
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
+    params_total = sum(p.numel() for p in model.parameters())
+    params_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    opt = spec["optimizer"]
+    env = TrainEnv(rank, world, local_rank, device, opt["lr"], opt["weight_decay"], opt["max_grad_norm"])
+    trainer = build_trainer(model, cell, env)
+    metrics.sync(device)
+    run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
+
+    steps, gen = spec["steps"], spec["generation"]
+    trained = loop.train(
+        trainer, cell, tokcache.open_split(cache_dir, "train"), steps["warmup"], steps["measure"], spec["seed"], device
+    )
+    eval_blocks = tokcache.open_split(cache_dir, "eval")
+    eval_loss = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
+    generated = loop.generation(
+        trainer,
+        eval_blocks,
+        cell.batch_size_per_gpu,
+        min(gen["prompt_tokens"], cell.seq_len),
+        gen["new_tokens"],
+        device,
+    )
+    metrics.sync(device)
+    run_duration = time.perf_counter() - run_start
+    memory = metrics.memory_summary(metrics.gather(metrics.peak_memory(device)))
+    dist.destroy_process_group()
+    if rank != 0:
+        return None
+
+    measured = trained["losses"][steps["warmup"] :]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    result = {
+        "status": STATUS_OK,
+        "cell_id": cell.id,
+        "run_name": spec["run_name"],
+        **cell.to_dict(),
+        "zero_stage": ZERO_STAGE[cell.strategy],
+        "grad_accum_steps": cell.grad_accum_steps,
+        "tokens_per_step": cell.tokens_per_step,
+        "warmup_steps": steps["warmup"],
+        "measure_steps": steps["measure"],
+        **metrics.throughput(cell.tokens_per_step, cell.global_batch_size, trained["step_times_s"]),
+        "run_duration_s": run_duration,
+        "train_loss_avg": sum(measured) / len(measured),
+        "train_loss_final": measured[-1],
+        "eval_loss": eval_loss,
+        "eval_perplexity": metrics.perplexity(eval_loss),
+        "inference_tokens_per_s": generated["inference_tokens_per_s"],
+        "inference_new_tokens": gen["new_tokens"],
+        "sample_generation": tokenizer.decode(generated["generated_ids"][generated["prompt_len"] :]),
+        **memory,
+        "params_total": params_total,
+        "params_trainable": params_trainable,
+        "step_times_s": trained["step_times_s"],
+        "losses": trained["losses"],
+        "token_cache": {k: cache_manifest[k] for k in ("tokenizer_fingerprint", "tokens", "dtype")},
+        "config": spec,
+        "provenance": prov,
+    }
+    atomic_write_json(out, result)
+    log.info(
+        "%s: %.0f train tok/s, eval loss %.3f, %.2f GB peak",
+        cell.id,
+        result["train_tokens_per_s"],
+        eval_loss,
+        result["peak_memory_gb"],
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spec", required=True, help="job spec as JSON (ftbench.matrix.job_spec)")
+    parser.add_argument("--model", required=True, type=Path, help="model directory (Hugging Face format)")
+    parser.add_argument("--cache", required=True, type=Path, help="token cache directory")
+    parser.add_argument("--out", required=True, type=Path, help="metrics.json to write")
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", 0))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s",
+    )
+    run(json.loads(args.spec), args.model, args.cache, args.out)
+
+
+if __name__ == "__main__":
+    main()

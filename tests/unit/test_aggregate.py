@@ -1,0 +1,50 @@
+import json
+
+import polars as pl
+
+from ftbench import aggregate
+
+
+def write_metrics(runs, cell_id, **fields):
+    path = runs / cell_id / "metrics.json"
+    path.parent.mkdir(parents=True)
+    model, strategy, gpus, _ = cell_id.split("/")
+    base = {
+        "status": "ok",
+        "cell_id": cell_id,
+        "model": model,
+        "strategy": strategy,
+        "gpus": int(gpus[:-3]),
+        "method": "full",
+        "precision": "fp32",
+        "batch_size_per_gpu": 8,
+        "seq_len": 128,
+        "train_tokens_per_s": 100.0,
+        "step_times_s": [0.1, 0.2],
+        "config": {"seed": 0},
+        "provenance": {"host": "h", "versions": {"torch": "2.13"}},
+    }
+    path.write_text(json.dumps({**base, **fields}))
+
+
+def test_collect_lists_every_expected_cell_and_marks_missing_ones_pending(tmp_path):
+    cells = ["m/ddp/1gpu/full-fp32-bs8-seq128", "m/ddp/2gpu/full-fp32-bs8-seq128"]
+    write_metrics(tmp_path, cells[0], train_tokens_per_s=123.0)
+    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells])
+    assert frame.get_column("cell_id").to_list() == cells
+    assert frame.get_column("status").to_list() == ["ok", "pending"]
+    assert frame.get_column("gpus").to_list() == [1, 2]
+    assert frame.row(0, named=True)["train_tokens_per_s"] == 123.0
+    # provenance spread into columns; per-step lists and nested config stay in metrics.json
+    assert frame.row(0, named=True)["torch_version"] == "2.13" and frame.row(0, named=True)["host"] == "h"
+    assert "step_times_s" not in frame.columns and "config" not in frame.columns
+    assert frame.columns[:9] == [*aggregate.KEY_COLUMNS, "status"]
+
+
+def test_write_produces_matching_parquet_and_csv(tmp_path):
+    cells = ["m/ddp/1gpu/full-fp32-bs8-seq128"]
+    write_metrics(tmp_path / "runs", cells[0])
+    frame = aggregate.collect(cells, [tmp_path / "runs" / cells[0] / "metrics.json"])
+    aggregate.write(frame, tmp_path / "s.parquet", tmp_path / "s.csv")
+    assert pl.read_parquet(tmp_path / "s.parquet").equals(frame)
+    assert pl.read_csv(tmp_path / "s.csv").get_column("cell_id").to_list() == cells

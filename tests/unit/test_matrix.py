@@ -1,0 +1,93 @@
+import pytest
+
+from ftbench.config import Cell, ConfigError, parse_cell_id, validate
+from ftbench.matrix import job_spec, plan
+
+
+def test_plan_expands_every_combination_in_stable_order(test_config):
+    test_config["matrix"]["seq_len"] = [64, 32]
+    cells = plan(test_config).cells
+    assert [c.id for c in cells] == [
+        "tiny-llama/ddp/1gpu/full-fp32-bs2-seq64",
+        "tiny-llama/ddp/1gpu/full-fp32-bs2-seq32",
+        "tiny-llama/ddp/2gpu/full-fp32-bs2-seq64",
+        "tiny-llama/ddp/2gpu/full-fp32-bs2-seq32",
+    ]
+    assert plan(test_config).pruned == []
+
+
+def test_cell_id_round_trips_through_its_parser():
+    cell = Cell("m-1.5b", "ddp", 16, "full", "bf16", 4, 1024, 128)
+    assert cell.id == "m-1.5b/ddp/16gpu/full-bf16-bs4-seq1024"
+    assert parse_cell_id(cell.id) == {
+        "model": "m-1.5b",
+        "strategy": "ddp",
+        "gpus": "16",
+        "method": "full",
+        "precision": "bf16",
+        "bs": "4",
+        "seq": "1024",
+    }
+    with pytest.raises(ValueError, match="not a cell id"):
+        parse_cell_id("m/ddp/16/full")
+
+
+def test_global_batch_fills_with_gradient_accumulation(test_config):
+    test_config["global_batch_size"] = 8
+    by_gpus = {c.gpus: c for c in plan(test_config).cells}
+    assert by_gpus[1].grad_accum_steps == 4 and by_gpus[2].grad_accum_steps == 2
+    assert by_gpus[2].tokens_per_step == 8 * 64
+
+
+def test_global_batch_defaults_to_one_micro_batch_per_rank(test_config):
+    del test_config["global_batch_size"]
+    by_gpus = {c.gpus: c for c in plan(test_config).cells}
+    assert by_gpus[2].global_batch_size == 4 and by_gpus[2].grad_accum_steps == 1
+
+
+def test_per_model_batch_override(test_config):
+    test_config["models"][0]["batch_size_per_gpu"] = 1
+    assert {c.batch_size_per_gpu for c in plan(test_config).cells} == {1}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c.update(global_batch_size=6), "global_batch_size: 6 .* batch_size_per_gpu x GPUs = 2 x 2"),
+        (lambda c: c["models"].append(dict(c["models"][0])), r"models\[1\].name: duplicate model name"),
+        (lambda c: c["models"][0].pop("architecture"), "needs an `architecture`"),
+        (lambda c: c["models"][0]["architecture"].update(num_heads=3), "not divisible by num_heads 3"),
+        (lambda c: c["matrix"].update(seq_len=[256]), "seq_len: 256 exceeds .*max_positions=128"),
+        (lambda c: c["matrix"].update(gpus=[12]), "12 GPUs do not fill whole nodes of hardware.gpus_per_node=8"),
+        (lambda c: c["models"][0].update(tokenizer="builtin:bpe-100"), "vocab 100 must be in"),
+    ],
+)
+def test_plan_refuses_what_the_schema_cannot_say(test_config, mutate, message):
+    mutate(test_config)
+    with pytest.raises(ConfigError, match=message):
+        plan(test_config)
+
+
+def test_whole_nodes_above_one_node_are_accepted(test_config):
+    test_config["matrix"]["gpus"] = [16]
+    test_config["global_batch_size"] = 32
+    assert [c.gpus for c in plan(test_config).cells] == [16]
+
+
+def test_schema_fills_defaults_and_refuses_unknown_keys(raw_test_config, repo):
+    cfg = validate(raw_test_config, repo)
+    assert cfg["matrix"]["precision"] == ["fp32"]
+    assert cfg["optimizer"]["lr"] == 0.001
+    assert cfg["hardware"]["cpu_threads_per_rank"] == 1
+    raw_test_config["steps"]["mesure"] = 3
+    with pytest.raises(Exception, match="mesure"):
+        validate(raw_test_config, repo)
+
+
+def test_job_spec_holds_the_cell_and_run_settings_only(test_config):
+    cell = plan(test_config).cells[0]
+    spec = job_spec(test_config, cell)
+    assert spec["cell"] == cell.to_dict()
+    assert set(spec) == {"run_name", "seed", "cell", "steps", "optimizer", "generation", "hardware"}
+    # gpus_per_node decides placement, not results: changing it must not re-run cells
+    assert "gpus_per_node" not in spec["hardware"]
