@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
 
@@ -50,6 +50,6 @@ def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: 
     return proc
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_snakemake():
     return snakemake
