@@ -1,0 +1,27 @@
+import subprocess
+
+import torch
+
+from ftbench import provenance
+
+
+def test_collect_names_versions_hardware_and_job(tmp_path):
+    info = provenance.collect(torch.device("cpu"), seed=7, environ={"SLURM_JOB_ID": "4242"})
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["seed"] == 7 and info["slurm_job_id"] == "4242" and info["device"] == "cpu"
+    assert info["cpu_model"] and info["start_time"].endswith("+00:00")
+
+
+def test_git_commit_marks_a_dirty_checkout(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "f").write_text("1")
+    git("add", "f")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    clean = provenance.git_commit(str(tmp_path))
+    assert len(clean) == 40
+    (tmp_path / "f").write_text("2")
+    assert provenance.git_commit(str(tmp_path)) == clean + "-dirty"
+    assert provenance.git_commit(str(tmp_path / "nope")) is None
