@@ -18,6 +18,28 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class StrategyTraits:
+    """What planning and tables need to know of a strategy (its code lives in ftbench.strategies)."""
+
+    zero_stage: int | None = None
+    """DeepSpeed ZeRO stage shown in the tables; None when not ZeRO."""
+    data_parallel: bool = True
+    """False when ranks split the model rather than the batch (pipeline): one data shard per job."""
+
+
+STRATEGY_TRAITS: dict[str, StrategyTraits] = {
+    "ddp": StrategyTraits(),
+    "fsdp": StrategyTraits(),
+    "zero1": StrategyTraits(zero_stage=1),
+    "zero2": StrategyTraits(zero_stage=2),
+    "zero3": StrategyTraits(zero_stage=3),
+    "zero2_offload": StrategyTraits(zero_stage=2),
+    "zero3_offload": StrategyTraits(zero_stage=3),
+    "pipeline": StrategyTraits(data_parallel=False),
+}
+
+
+@dataclass(frozen=True)
 class Cell:
     """One training job of the matrix."""
 
@@ -40,8 +62,12 @@ class Cell:
 
     @property
     def data_parallel_size(self) -> int:
-        """Ranks that read different samples (all of them for ddp)."""
-        return self.gpus
+        """Ranks that read different samples: every rank, or one shard for the whole pipeline."""
+        return self.gpus if STRATEGY_TRAITS[self.strategy].data_parallel else 1
+
+    @property
+    def zero_stage(self) -> int | None:
+        return STRATEGY_TRAITS[self.strategy].zero_stage
 
     @property
     def grad_accum_steps(self) -> int:

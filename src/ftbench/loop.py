@@ -58,9 +58,16 @@ def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device) -
     return {"step_times_s": clock.step_times, "losses": losses, "warmup_losses": losses[:warmup]}
 
 
+def rank_rows(trainer, n_rows: int) -> np.ndarray:
+    """This rank's eval rows: every data_world-th, the same count on every rank (sharded models need
+    every rank in every forward)."""
+    usable = n_rows - n_rows % trainer.data_world
+    return np.arange(trainer.data_rank, usable, trainer.data_world)
+
+
 def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> float:
     """Mean next-token loss over this job's share of the eval blocks (weighted by batch size)."""
-    mine = np.arange(trainer.data_rank, len(blocks), trainer.data_world)[: batch_size * max_batches]
+    mine = rank_rows(trainer, len(blocks))[: batch_size * max_batches]
     total = torch.zeros(2, device=device)
     for start in range(0, len(mine), batch_size):
         batch = to_tensor(blocks[mine[start : start + batch_size]], device)
@@ -72,7 +79,7 @@ def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> floa
 
 def generation(trainer, blocks, batch_size: int, prompt_tokens: int, new_tokens: int, device) -> dict:
     """Greedy generation of `new_tokens` after the first `prompt_tokens` of eval blocks, timed for the job."""
-    rows = np.arange(trainer.data_rank, len(blocks), trainer.data_world)[:batch_size]
+    rows = rank_rows(trainer, len(blocks))[:batch_size]
     prompts = to_tensor(blocks[rows, :prompt_tokens], device)
     sync(device)
     start = time.perf_counter()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from ftbench.config import Cell, ConfigError, bpe_vocab_size
+from ftbench.config import STRATEGY_TRAITS, Cell, ConfigError, bpe_vocab_size
 
 
 @dataclass
@@ -19,8 +19,12 @@ class Plan:
     """Cells left out on purpose, each with its reason."""
 
 
-def _prune_reason(cell: Cell) -> str | None:
-    """Why a combination cannot run at all (None: it runs). Later strategies add their rules here."""
+def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
+    """Why a combination cannot run at all (None: it runs). Nothing else is ever pruned."""
+    if cell.strategy == "pipeline" and cell.gpus == 1:
+        return "pipeline needs at least 2 stages (GPUs)"
+    if cell.strategy == "pipeline" and num_layers is not None and cell.gpus > num_layers:
+        return f"pipeline with {cell.gpus} stages needs at least {cell.gpus} decoder layers, the model has {num_layers}"
     return None
 
 
@@ -48,15 +52,20 @@ def _check_models(config: dict) -> None:
             raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
 
 
-def _global_batch(config: dict, model: dict, gpus: int, bs: int) -> int:
-    """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks."""
+def _global_batch(config: dict, model: dict, strategy: str, gpus: int, bs: int) -> int:
+    """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks.
+
+    Unset, it is batch_size_per_gpu x GPUs for every strategy (for pipeline: one micro-batch per stage),
+    so strategies at the same GPU count train on the same tokens."""
     gbs = model.get("global_batch_size", config.get("global_batch_size"))
     if gbs is None:
         return bs * gpus
-    if gbs % (bs * gpus):
+    dp = gpus if STRATEGY_TRAITS[strategy].data_parallel else 1
+    if gbs % (bs * dp):
         raise ConfigError(
-            f"global_batch_size: {gbs} for model {model['name']!r} at {gpus} GPU(s) is not a multiple of "
-            f"batch_size_per_gpu x GPUs = {bs} x {gpus}; gradient accumulation needs an exact division"
+            f"global_batch_size: {gbs} for model {model['name']!r} with {strategy} at {gpus} GPU(s) is not a "
+            f"multiple of batch_size_per_gpu x data-parallel ranks = {bs} x {dp}; gradient accumulation needs an "
+            "exact division"
         )
     return gbs
 
@@ -98,9 +107,9 @@ def plan(config: dict) -> Plan:
                 precision=precision,
                 batch_size_per_gpu=bs,
                 seq_len=seq,
-                global_batch_size=_global_batch(config, model, gpus, bs),
+                global_batch_size=_global_batch(config, model, strategy, gpus, bs),
             )
-            reason = _prune_reason(cell)
+            reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
             if reason:
                 result.pruned.append((cell, reason))
             else:
@@ -125,5 +134,6 @@ def job_spec(config: dict, cell: Cell) -> dict:
         "steps": config["steps"],
         "optimizer": config["optimizer"],
         "generation": config["generation"],
+        "options": {k: v for k, v in config["options"].items() if k in (cell.strategy, cell.method)},
         "hardware": {"device": hardware["device"], "cpu_threads_per_rank": hardware["cpu_threads_per_rank"]},
     }

@@ -94,3 +94,36 @@ def memory_summary(per_rank: list[dict]) -> dict:
 
 def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else math.inf
+
+
+def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict:
+    """Training FLOPs per token, the PaLM / torchtitan count generalised to frozen weights:
+
+        4·N + 2·N_trainable + 12·L·d·S
+
+    N: parameters that multiply activations (all parameters minus the input embedding table, whose lookup
+    costs nothing; a tied LM head counts it once). Each such weight costs 2 FLOPs/token forward and 2 for the
+    input gradient; only trainable ones cost 2 more for the weight gradient. So full fine-tuning gives the
+    familiar 6·N + 12·L·d·S; LoRA's frozen weights still cost forward + input-grad. 12·L·d·S is attention's
+    score and value matmuls (forward + both gradients; no weights, so the same for every method)."""
+    config = model.config
+    embedding = model.get_input_embeddings().weight
+    tied = getattr(config, "tie_word_embeddings", False)
+
+    def matmul_params(trainable_only: bool) -> int:
+        total = 0
+        for p in model.parameters():
+            if trainable_only and not p.requires_grad:
+                continue
+            if p is embedding and not tied:
+                continue
+            total += p.numel()
+        return total
+
+    n, n_trainable = matmul_params(False), matmul_params(True)
+    attention = 12 * config.num_hidden_layers * config.hidden_size * seq_len
+    return {
+        "flops_per_token": 4 * n + 2 * n_trainable + attention,
+        "matmul_params": n,
+        "matmul_params_trainable": n_trainable,
+    }

@@ -16,10 +16,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import loop, metrics, provenance, tokcache
+from ftbench import loop, methods, metrics, provenance, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json
-from ftbench.strategies import ZERO_STAGE, TrainEnv, build_trainer
+from ftbench.strategies import TrainEnv, build_trainer
 
 log = logging.getLogger("ftbench.train_cell")
 
@@ -57,6 +57,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = pick_device(spec["hardware"]["device"], local_rank)
+    # DeepSpeed guesses its accelerator at import; tell it instead (gloo on CPU, NCCL on CUDA)
+    os.environ["DS_ACCELERATOR"] = device.type
     if device.type == "cpu":
         torch.set_num_threads(spec["hardware"]["cpu_threads_per_rank"])
     if world != cell.gpus:
@@ -67,10 +69,15 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     torch.manual_seed(spec["seed"])
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
+    model = methods.apply(model, cell.method, spec["options"])
+    # counted before the strategy shards or splits the model
     params_total = sum(p.numel() for p in model.parameters())
     params_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    flops = metrics.flops_per_token(model, cell.seq_len)
     opt = spec["optimizer"]
-    env = TrainEnv(rank, world, local_rank, device, opt["lr"], opt["weight_decay"], opt["max_grad_norm"])
+    env = TrainEnv(
+        rank, world, local_rank, device, opt["lr"], opt["weight_decay"], opt["max_grad_norm"], spec["options"]
+    )
     trainer = build_trainer(model, cell, env)
     metrics.sync(device)
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
@@ -97,18 +104,21 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
         return None
 
     measured = trained["losses"][steps["warmup"] :]
+    throughput = metrics.throughput(cell.tokens_per_step, cell.global_batch_size, trained["step_times_s"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {
         "status": STATUS_OK,
         "cell_id": cell.id,
         "run_name": spec["run_name"],
         **cell.to_dict(),
-        "zero_stage": ZERO_STAGE[cell.strategy],
+        "zero_stage": cell.zero_stage,
         "grad_accum_steps": cell.grad_accum_steps,
         "tokens_per_step": cell.tokens_per_step,
         "warmup_steps": steps["warmup"],
         "measure_steps": steps["measure"],
-        **metrics.throughput(cell.tokens_per_step, cell.global_batch_size, trained["step_times_s"]),
+        **throughput,
+        **flops,
+        "achieved_flops_per_s_per_gpu": flops["flops_per_token"] * throughput["train_tokens_per_s"] / cell.gpus,
         "run_duration_s": run_duration,
         "train_loss_avg": sum(measured) / len(measured),
         "train_loss_final": measured[-1],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -20,6 +20,8 @@ class TrainEnv:
     lr: float
     weight_decay: float
     max_grad_norm: float
+    options: dict = field(default_factory=dict)
+    """Job spec `options` of this cell's strategy and method (e.g. the pipeline schedule)."""
 
 
 class Trainer(Protocol):
@@ -64,3 +66,13 @@ def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: 
         do_sample=False,
         pad_token_id=eos,
     )
+
+
+def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's stack of decoder layers: the ModuleList as long as `config.num_hidden_layers`
+    (found by shape, so Llama, GPT-2 and peft-wrapped models all work)."""
+    n_layers = model.config.num_hidden_layers
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
+            return module
+    raise ValueError(f"no ModuleList of {n_layers} decoder layers in {type(model).__name__}")

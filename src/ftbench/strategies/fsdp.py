@@ -1,0 +1,59 @@
+"""FSDP2: `fully_shard` each decoder layer, then the root; parameters, gradients and optimizer state are
+sharded 1/world per rank and gathered layer by layer. bf16 = MixedPrecisionPolicy (bf16 compute, fp32
+gradient reduction, fp32 sharded master weights)."""
+
+from __future__ import annotations
+
+import torch
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_generate
+
+
+class FSDPTrainer:
+    def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
+        mesh = init_device_mesh(env.device.type, (env.world_size,))
+        policy = (
+            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+            if cell.precision == "bf16"
+            else MixedPrecisionPolicy()
+        )
+        module.to(env.device)
+        for layer in decoder_layers(module):
+            fully_shard(layer, mesh=mesh, mp_policy=policy)
+        fully_shard(module, mesh=mesh, mp_policy=policy)
+        self.module = module
+        self.optimizer = adamw(module.parameters(), env)
+        self.max_grad_norm = env.max_grad_norm
+        self.data_rank, self.data_world = env.rank, env.world_size
+
+    def train_step(self, micro_batches):
+        total = torch.zeros((), device=micro_batches[0].device)
+        last = len(micro_batches) - 1
+        for i, batch in enumerate(micro_batches):
+            # reduce-scatter gradients only after the last micro-batch of the step
+            self.module.set_requires_gradient_sync(i == last)
+            loss = self.module(input_ids=batch, labels=batch).loss / len(micro_batches)
+            loss.backward()
+            total += loss.detach()
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in self.module.parameters() if p.grad is not None], self.max_grad_norm
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    @torch.no_grad()
+    def eval_loss(self, batch):
+        return self.module(input_ids=batch, labels=batch).loss.detach().float()
+
+    @torch.no_grad()
+    def generate(self, prompts, new_tokens):
+        # every rank runs the same number of forwards (exactly new_tokens), so the all-gathers line up
+        return greedy_generate(self.module, prompts, new_tokens)
+
+
+def apply(model: torch.nn.Module, cell, env: TrainEnv) -> FSDPTrainer:
+    return FSDPTrainer(model, cell, env)

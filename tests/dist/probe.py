@@ -1,0 +1,62 @@
+"""torchrun program for tests: train a few steps with one strategy through the real ftbench code and print,
+per rank, the losses and facts that show the mechanism (what each rank holds)."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ftbench import loop, methods, tokcache
+from ftbench.config import Cell
+from ftbench.strategies import TrainEnv, build_trainer
+
+
+def held(trainer, strategy: str, full_params: int) -> dict:
+    """How much of the model / optimizer state this rank holds."""
+    if strategy == "fsdp":
+        trainer.module.reshard()  # the root stays unsharded after a forward (generation) until its backward
+        local = sum(p.to_local().numel() for p in trainer.module.parameters())
+        return {"param_fraction": local / full_params}
+    if strategy.startswith("zero3"):
+        local = sum(p.ds_tensor.numel() for p in trainer.module.parameters())
+        return {"param_fraction": local / full_params}
+    if strategy.startswith("zero"):
+        groups = trainer.engine.optimizer.single_partition_of_fp32_groups
+        return {
+            "optimizer_fraction": sum(g.numel() for g in groups) / full_params,
+            "param_fraction": sum(p.numel() for p in trainer.module.parameters()) / full_params,
+        }
+    if strategy == "pipeline":
+        stage = trainer.stage
+        return {"param_fraction": sum(p.numel() for p in stage.parameters()) / full_params,
+                "layers": [stage.lo, stage.hi], "first": stage.first, "last": stage.last}
+    return {"param_fraction": sum(p.numel() for p in trainer.module.parameters()) / full_params}
+
+
+def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs):
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    from transformers import AutoModelForCausalLM
+
+    cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs)
+    torch.manual_seed(0)  # LoRA's init draws from it: same adapters in every strategy
+    model = methods.apply(AutoModelForCausalLM.from_pretrained(model_dir), method, {})
+    full = sum(p.numel() for p in model.parameters())
+    trainer = build_trainer(model, cell, TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, {}))
+    out = loop.train(trainer, cell, tokcache.open_split(cache_dir, "train"), 0, steps, 0, torch.device("cpu"))
+    eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))
+    gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))
+    facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
+             **held(trainer, strategy, full)}
+    print("PROBE " + json.dumps(facts), flush=True)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]))
