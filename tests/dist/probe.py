@@ -1,5 +1,5 @@
 """torchrun program for tests: train a few steps with one strategy through the real ftbench code and print,
-per rank, the losses and facts that show the mechanism (what each rank holds)."""
+into <out_dir>/rank<r>.json, the losses and facts that show the mechanism (what each rank holds)."""
 
 import json
 import os
@@ -36,7 +36,7 @@ def held(trainer, strategy: str, full_params: int) -> dict:
     return {"param_fraction": sum(p.numel() for p in trainer.module.parameters()) / full_params}
 
 
-def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs):
+def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir):
     os.environ["DS_ACCELERATOR"] = "cpu"
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -53,10 +53,10 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs):
     gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
              **held(trainer, strategy, full)}
-    print("PROBE " + json.dumps(facts), flush=True)
+    (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]))
+    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]), Path(a[8]))

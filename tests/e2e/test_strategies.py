@@ -1,0 +1,119 @@
+"""Each strategy is what it says: same losses on the same tokens, and each rank holds what it should.
+
+Runs tests/dist/probe.py under real torchrun (gloo processes) through the real ftbench strategy code."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ftbench import sources, tokcache
+
+pytestmark = pytest.mark.e2e
+
+PROBE = os.path.join(os.path.dirname(__file__), "..", "dist", "probe.py")
+STRATEGIES = ["fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload", "pipeline"]
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    sources.prepare_dataset("builtin:customer_support", root / "data", 300, 0)
+    sources.train_tokenizer("builtin:bpe-400", root / "data", "{instruction}\n{response}", root / "tok")
+    arch = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
+    sources.prepare_model(
+        {"name": "m", "source": "config:llama", "architecture": arch}, root / "tok", root / "model", 0
+    )
+    tokcache.build(root / "data", root / "tok", root / "cache", "{instruction}\n{response}", 32, 0.2, 0)
+    return root
+
+
+@pytest.fixture(scope="module")
+def probe(assets):
+    results = {}
+
+    def run(strategy, world=2, method="full", precision="fp32", steps=5):
+        key = (strategy, world, method, precision, steps)
+        if key not in results:
+            out = assets / "runs" / "-".join(map(str, key))
+            out.mkdir(parents=True)
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                f"--nproc-per-node={world}",
+                PROBE,
+                str(assets / "model"),
+                str(assets / "cache"),
+                strategy,
+                method,
+                precision,
+                str(steps),
+                "4",
+                "2",
+                str(out),
+            ]
+            env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(assets / "torch_extensions")}
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+            results[key] = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+        return results[key]
+
+    return run
+
+
+def test_ddp_agrees_with_itself_at_world_1_and_2(probe):
+    one, two = probe("ddp", world=1)[0]["losses"], probe("ddp")[0]["losses"]
+    assert one == pytest.approx(two, abs=1e-4)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_every_strategy_has_ddps_loss_trajectory(probe, strategy):
+    reference = probe("ddp")[0]["losses"]
+    for rank in probe(strategy):
+        assert len(rank["losses"]) == 5
+        assert max(abs(a - b) for a, b in zip(rank["losses"], reference, strict=True)) <= 1e-3
+    assert reference[-1] < reference[0] - 0.3  # and it is learning
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3", "zero3_offload"])
+def test_parameters_are_sharded_one_over_world(probe, strategy):
+    for rank in probe(strategy):
+        assert rank["param_fraction"] == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize("strategy", ["zero1", "zero2", "zero2_offload"])
+def test_zero12_partition_optimizer_state_and_keep_full_parameters(probe, strategy):
+    for rank in probe(strategy):
+        assert rank["optimizer_fraction"] == pytest.approx(0.5, abs=0.01)
+        assert rank["param_fraction"] == 1.0
+
+
+def test_ddp_keeps_a_full_replica(probe):
+    assert [r["param_fraction"] for r in probe("ddp")] == [1.0, 1.0]
+
+
+def test_each_pipeline_stage_holds_only_its_layers(probe):
+    first, last = probe("pipeline")
+    assert (first["layers"], first["first"], first["last"]) == ([0, 2], True, False)
+    assert (last["layers"], last["first"], last["last"]) == ([2, 4], False, True)
+    assert first["param_fraction"] + last["param_fraction"] == pytest.approx(1.0)
+    assert 0.4 < first["param_fraction"] < 0.6
+    # eval and generation run through both stages and agree on every rank
+    assert first["eval_loss"] == last["eval_loss"] and first["generated"] == last["generated"]
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3", "pipeline"])
+def test_lora_trains_the_same_adapters_in_every_strategy(probe, strategy):
+    reference = probe("ddp", method="lora", steps=3)[0]["losses"]
+    assert probe(strategy, method="lora", steps=3)[0]["losses"] == pytest.approx(reference, abs=1e-3)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero2", "pipeline"])
+def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
+    fp32 = probe("ddp")[0]["losses"][:3]
+    bf16 = probe(strategy, precision="bf16", steps=3)[0]["losses"]
+    assert bf16 == pytest.approx(fp32, abs=0.1)
