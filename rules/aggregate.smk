@@ -3,6 +3,7 @@
 rule aggregate_metrics:
     input:
         metrics=[f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS],
+        calibration=f"{RUN_DIR}/calibration.json",
     output:
         parquet=f"{RUN_DIR}/summary.parquet",
         csv=f"{RUN_DIR}/summary.csv",
@@ -14,5 +15,6 @@ rule aggregate_metrics:
         "../envs/analysis.yaml"
     params:
         cells=list(CELLS),
+        pruned={cell.id: reason for cell, reason in PLAN.pruned},
     script:
         "../scripts/aggregate.py"

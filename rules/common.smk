@@ -2,6 +2,7 @@
 import json
 import os
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ftbench.config import model_config, tokenizer_id
@@ -16,6 +17,10 @@ RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
+EXTENSIONS_DIR = "resources/torch_extensions"
+
+for _cell, _reason in PLAN.pruned:
+    logger.info(f"pruned {_cell.id}: {_reason}")
 
 
 wildcard_constraints:
@@ -30,6 +35,7 @@ def all_targets():
     return [
         *(f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS),
         f"{RUN_DIR}/summary.parquet",
+        f"{RUN_DIR}/calibration.json",
         f"{RUN_DIR}/tables.md",
     ]
 

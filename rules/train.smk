@@ -20,7 +20,9 @@ rule train_cell:
         spec=train_spec,
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
         cache_dir=lambda wildcards, input: os.path.dirname(input.cache),
+        extensions_dir=EXTENSIONS_DIR,
     shell:
-        "torchrun --standalone --nproc-per-node {wildcards.gpus} -m ftbench.train_cell"
+        # DeepSpeed JIT-compiles its ops once into this cache; every later cell reuses them
+        "TORCH_EXTENSIONS_DIR={params.extensions_dir} torchrun --standalone --nproc-per-node {wildcards.gpus} -m ftbench.train_cell"
         " --spec {params.spec:q} --model {params.model_dir} --cache {params.cache_dir}"
         " --out {output.metrics} > {log} 2>&1"

@@ -7,4 +7,5 @@ tables.publish(
     docs_summary=snakemake.output.docs_summary,
     readme=snakemake.input.readme,
     tables_md=snakemake.output.tables,
+    run_name=snakemake.params.run_name,
 )

@@ -14,11 +14,13 @@ from pathlib import Path
 import polars as pl
 
 from ftbench.config import parse_cell_id
-from ftbench.files import atomic_write_bytes
+from ftbench.files import atomic_write_bytes, read_json
+from ftbench.peaks import datasheet_peak
 
 log = logging.getLogger(__name__)
 
 STATUS_PENDING = "pending"
+STATUS_PRUNED = "pruned"
 
 KEY_COLUMNS = ["cell_id", "model", "strategy", "gpus", "method", "precision", "batch_size_per_gpu", "seq_len"]
 FRONT_COLUMNS = [
@@ -39,6 +41,8 @@ FRONT_COLUMNS = [
     "train_loss_avg",
     "eval_loss",
     "eval_perplexity",
+    "mfu_measured",
+    "mfu_datasheet",
     "params_total",
     "params_trainable",
 ]
@@ -54,7 +58,8 @@ def flatten(metrics: dict) -> dict:
     return row
 
 
-def pending_row(cell_id: str) -> dict:
+def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
+    """A row for a cell without metrics: never ran (pending) or left out of the plan (pruned)."""
     parts = parse_cell_id(cell_id)
     return {
         "cell_id": cell_id,
@@ -62,12 +67,37 @@ def pending_row(cell_id: str) -> dict:
         "gpus": int(parts["gpus"]),
         "batch_size_per_gpu": int(parts["bs"]),
         "seq_len": int(parts["seq"]),
-        "status": STATUS_PENDING,
+        "status": status,
     }
 
 
-def collect(cell_ids: list[str], metrics_files: list[str | Path]) -> pl.DataFrame:
-    """One row per expected cell, in plan order; `metrics_files[i]` is where cell i's metrics would be."""
+def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
+    """MFU against the measured matmul ceiling of the cell's precision and, on known GPUs, the datasheet."""
+    if "achieved_flops_per_s_per_gpu" not in frame.columns:
+        return frame
+    ceilings = {p: m["flops_per_s"] for p, m in (calibration or {}).get("matmul", {}).items()}
+    gpu = frame.get_column("gpu_model") if "gpu_model" in frame.columns else pl.Series([None] * frame.height)
+    peaks = [datasheet_peak(g, p) for g, p in zip(gpu, frame.get_column("precision"), strict=True)]
+    return frame.with_columns(
+        pl.Series(
+            "matmul_ceiling_flops_per_s", [ceilings.get(p) for p in frame.get_column("precision")], dtype=pl.Float64
+        ),
+        pl.Series("datasheet_peak_flops_per_s", [p for p, _ in peaks], dtype=pl.Float64),
+        pl.Series("datasheet_source", [s for _, s in peaks], dtype=pl.String),
+    ).with_columns(
+        (pl.col("achieved_flops_per_s_per_gpu") / pl.col("matmul_ceiling_flops_per_s")).alias("mfu_measured"),
+        (pl.col("achieved_flops_per_s_per_gpu") / pl.col("datasheet_peak_flops_per_s")).alias("mfu_datasheet"),
+    )
+
+
+def collect(
+    cell_ids: list[str],
+    metrics_files: list[str | Path],
+    pruned: dict[str, str] | None = None,
+    calibration: str | Path | None = None,
+) -> pl.DataFrame:
+    """One row per cell of the plan, in plan order (`metrics_files[i]` is where cell i's metrics would be),
+    then one `pruned` row per pruned cell with its reason in `note`."""
     rows = []
     for cell_id, path in zip(cell_ids, metrics_files, strict=True):
         if Path(path).exists():
@@ -75,7 +105,9 @@ def collect(cell_ids: list[str], metrics_files: list[str | Path]) -> pl.DataFram
                 rows.append(flatten(json.load(f)))
         else:
             rows.append(pending_row(cell_id))
+    rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]
     frame = pl.DataFrame(rows, schema_overrides=SCHEMA_OVERRIDES, infer_schema_length=None)
+    frame = add_mfu(frame, read_json(calibration) if calibration else None)
     front = [c for c in FRONT_COLUMNS if c in frame.columns]
     log.info("summary: %d cells, %d columns", frame.height, frame.width)
     return frame.select(front + sorted(set(frame.columns) - set(front)))

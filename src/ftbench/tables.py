@@ -1,5 +1,6 @@
 """README tables: one markdown table per model, rendered from a run's summary.csv and spliced between
-markers. Text outside the markers is never touched; the same summary renders the same bytes."""
+the run's markers, so one README can show several runs. Text outside the markers is never touched; the
+same summary renders the same bytes."""
 
 from __future__ import annotations
 
@@ -12,9 +13,20 @@ from ftbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-BEGIN = "<!-- ftbench:tables:begin -->"
-END = "<!-- ftbench:tables:end -->"
-STATUS_LABELS = {"ok": "ok", "oom": "OOM", "timeout": "timeout", "failed": "failed", "pending": "pending"}
+
+def markers(run_name: str) -> tuple[str, str]:
+    """The comment lines that enclose a run's tables in the README."""
+    return f"<!-- ftbench:tables:begin {run_name} -->", f"<!-- ftbench:tables:end {run_name} -->"
+
+
+STATUS_LABELS = {
+    "ok": "ok",
+    "oom": "OOM",
+    "timeout": "timeout",
+    "failed": "failed",
+    "pending": "pending",
+    "pruned": "pruned",
+}
 
 
 def _fmt(value, digits: int, thousands: bool = False) -> str:
@@ -41,6 +53,7 @@ COLUMNS = [
     ("memory (GB)", "peak_memory_gb", lambda v: _fmt(v, 2)),
     ("loss", "train_loss_avg", lambda v: _fmt(v, 3)),
     ("perplexity", "eval_perplexity", lambda v: _fmt(v, 2)),
+    ("MFU", "mfu_measured", lambda v: "—" if v is None else f"{100 * v:.1f}%"),
     ("status", "status", lambda v: STATUS_LABELS.get(v, v)),
 ]
 
@@ -76,8 +89,9 @@ def render(frame: pl.DataFrame) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def splice(text: str, block: str) -> str:
-    """Replace what lies between the markers with `block`; append a marked section if there are none."""
+def splice(text: str, block: str, run_name: str) -> str:
+    """Replace what lies between the run's markers with `block`; append a marked section if there are none."""
+    BEGIN, END = markers(run_name)
     begins, ends = text.count(BEGIN), text.count(END)
     if begins == ends == 0:
         return text.rstrip("\n") + f"\n\n{BEGIN}\n{block}{END}\n"
@@ -91,13 +105,13 @@ def splice(text: str, block: str) -> str:
     return f"{head}{BEGIN}\n{block}{END}{tail}"
 
 
-def publish(summary_csv, docs_summary, readme, tables_md) -> None:
+def publish(summary_csv, docs_summary, readme, tables_md, run_name: str) -> None:
     """Copy the summary under docs/, render the tables from that copy, splice them into the README."""
     atomic_write_bytes(docs_summary, Path(summary_csv).read_bytes())
     block = render(pl.read_csv(docs_summary, infer_schema_length=None))
     readme = Path(readme)
     old = readme.read_text(encoding="utf-8")
-    new = splice(old, block)
+    new = splice(old, block, run_name)
     if new != old:
         atomic_write_text(readme, new)
         log.info("rewrote the tables in %s", readme)

@@ -7,9 +7,11 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -99,6 +101,11 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     metrics.sync(device)
     run_duration = time.perf_counter() - run_start
     memory = metrics.memory_summary(metrics.gather(metrics.peak_memory(device)))
+    # Free the wrapped model (it holds the process group) while every peer is still connected: a group
+    # destroyed later, after a peer exited, can hang in gloo's teardown.
+    del trainer, model
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
     if rank != 0:
         return None
@@ -160,6 +167,13 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s",
     )
     run(json.loads(args.spec), args.model, args.cache, args.out)
+    # Everything is written and the process group is gone: leave without interpreter teardown. Native
+    # threads can abort there ("terminate called without an active exception", seen once with DeepSpeed
+    # on gloo), which would turn a finished cell into a failed one.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import json
 
 import polars as pl
+import pytest
 
 from ftbench import aggregate
 
@@ -48,3 +49,39 @@ def test_write_produces_matching_parquet_and_csv(tmp_path):
     aggregate.write(frame, tmp_path / "s.parquet", tmp_path / "s.csv")
     assert pl.read_parquet(tmp_path / "s.parquet").equals(frame)
     assert pl.read_csv(tmp_path / "s.csv").get_column("cell_id").to_list() == cells
+
+
+def test_pruned_cells_are_rows_with_their_reason(tmp_path):
+    cells = ["m/ddp/1gpu/full-fp32-bs8-seq128"]
+    write_metrics(tmp_path, cells[0])
+    frame = aggregate.collect(
+        cells,
+        [tmp_path / cells[0] / "metrics.json"],
+        pruned={"m/pipeline/1gpu/full-fp32-bs8-seq128": "pipeline needs at least 2 stages"},
+    )
+    row = frame.row(1, named=True)
+    assert (row["status"], row["strategy"], row["note"]) == ("pruned", "pipeline", "pipeline needs at least 2 stages")
+
+
+def test_mfu_divides_achieved_flops_by_the_measured_ceiling_and_datasheet(tmp_path):
+    cells = ["m/ddp/1gpu/full-bf16-bs8-seq128", "m/ddp/2gpu/full-fp32-bs8-seq128"]
+    write_metrics(
+        tmp_path,
+        cells[0],
+        precision="bf16",
+        achieved_flops_per_s_per_gpu=5e14,
+        provenance={"gpu_model": "NVIDIA H100 80GB HBM3", "versions": {}},
+    )
+    write_metrics(
+        tmp_path,
+        cells[1],
+        achieved_flops_per_s_per_gpu=1e13,
+        provenance={"gpu_model": "NVIDIA H100 80GB HBM3", "versions": {}},
+    )
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(json.dumps({"matmul": {"bf16": {"flops_per_s": 6e14}, "fp32": {"flops_per_s": 5e13}}}))
+    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], calibration=calibration)
+    bf16, fp32 = frame.rows(named=True)
+    assert bf16["mfu_measured"] == pytest.approx(5 / 6) and bf16["mfu_datasheet"] == pytest.approx(500 / 989)
+    assert fp32["mfu_measured"] == pytest.approx(0.2) and fp32["mfu_datasheet"] == pytest.approx(10 / 67)
+    assert "h100" in bf16["datasheet_source"]

@@ -53,7 +53,10 @@ def test_per_model_batch_override(test_config):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda c: c.update(global_batch_size=6), "global_batch_size: 6 .* batch_size_per_gpu x GPUs = 2 x 2"),
+        (
+            lambda c: c.update(global_batch_size=6),
+            "global_batch_size: 6 .* ddp at 2 GPU.* batch_size_per_gpu x data-parallel ranks = 2 x 2",
+        ),
         (lambda c: c["models"].append(dict(c["models"][0])), r"models\[1\].name: duplicate model name"),
         (lambda c: c["models"][0].pop("architecture"), "needs an `architecture`"),
         (lambda c: c["models"][0]["architecture"].update(num_heads=3), "not divisible by num_heads 3"),
@@ -88,6 +91,50 @@ def test_job_spec_holds_the_cell_and_run_settings_only(test_config):
     cell = plan(test_config).cells[0]
     spec = job_spec(test_config, cell)
     assert spec["cell"] == cell.to_dict()
-    assert set(spec) == {"run_name", "seed", "cell", "steps", "optimizer", "generation", "hardware"}
+    assert set(spec) == {"run_name", "seed", "cell", "steps", "optimizer", "generation", "hardware", "options"}
+    assert spec["options"] == {}  # pipeline/lora settings only reach the cells that use them
     # gpus_per_node decides placement, not results: changing it must not re-run cells
     assert "gpus_per_node" not in spec["hardware"]
+
+
+def test_only_impossible_pipelines_are_pruned_with_a_reason(test_config):
+    test_config["matrix"].update(strategies=["ddp", "pipeline", "zero3"], gpus=[1, 2, 4])
+    test_config["global_batch_size"] = 8
+    result = plan(test_config)
+    pruned = {cell.id: reason for cell, reason in result.pruned}
+    assert pruned == {
+        "tiny-llama/pipeline/1gpu/full-fp32-bs2-seq64": "pipeline needs at least 2 stages (GPUs)",
+        "tiny-llama/pipeline/4gpu/full-fp32-bs2-seq64": (
+            "pipeline with 4 stages needs at least 4 decoder layers, the model has 2"
+        ),
+    }
+    assert len(result.cells) == 3 * 3 - 2  # zero3 at 1 GPU runs: DeepSpeed accepts it
+
+
+def test_pipeline_global_batch_is_micro_batches_of_one_data_shard(test_config):
+    test_config["matrix"].update(strategies=["pipeline"], gpus=[2])
+    test_config["global_batch_size"] = 6  # 3 micro-batches of 2; no data-parallel ranks to divide by
+    (cell,) = plan(test_config).cells
+    assert cell.data_parallel_size == 1 and cell.grad_accum_steps == 3 and cell.zero_stage is None
+
+
+def test_strategy_options_reach_only_their_cells(test_config):
+    test_config["matrix"].update(strategies=["ddp", "pipeline"], gpus=[2], method=["full", "lora"])
+    test_config["options"] = {"pipeline": {"schedule": "GPipe"}, "lora": {"r": 4}}
+    specs = {c.id: job_spec(test_config, c)["options"] for c in plan(test_config).cells}
+    assert specs["tiny-llama/ddp/2gpu/full-fp32-bs2-seq64"] == {}
+    assert specs["tiny-llama/pipeline/2gpu/lora-fp32-bs2-seq64"] == {
+        "pipeline": {"schedule": "GPipe"},
+        "lora": {"r": 4},
+    }
+
+
+def test_schema_strategies_match_the_registry_and_traits(repo):
+    import yaml
+
+    from ftbench.config import STRATEGY_TRAITS
+    from ftbench.strategies import STRATEGIES
+
+    schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
+    enum = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
+    assert set(enum) == set(STRATEGIES) == set(STRATEGY_TRAITS)

@@ -44,3 +44,63 @@ def test_clock_records_one_time_per_lap():
     clock.lap()
     clock.lap()
     assert len(clock.step_times) == 2 and all(t >= 0 for t in clock.step_times)
+
+
+def tiny_llama(tie=False):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        vocab_size=100,
+        tie_word_embeddings=tie,
+    )
+    return LlamaForCausalLM(cfg)
+
+
+def test_flops_per_token_is_6n_plus_attention_for_full_fine_tuning():
+    model = tiny_llama()
+    n = sum(p.numel() for p in model.parameters()) - 100 * 16  # input embedding excluded, LM head counted
+    out = metrics.flops_per_token(model, seq_len=8)
+    assert out["matmul_params"] == n == out["matmul_params_trainable"]
+    assert out["flops_per_token"] == 6 * n + 12 * 2 * 16 * 8
+
+
+def test_flops_per_token_charges_frozen_weights_forward_and_input_grad():
+    from ftbench import methods
+
+    model = methods.apply(tiny_llama(), "lora", {"lora": {"r": 2}})
+    out = metrics.flops_per_token(model, seq_len=8)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert out["matmul_params_trainable"] == trainable > 0
+    assert out["flops_per_token"] == 4 * out["matmul_params"] + 2 * trainable + 12 * 2 * 16 * 8
+
+
+def test_tied_lm_head_is_counted_once():
+    model = tiny_llama(tie=True)
+    assert metrics.flops_per_token(model, 8)["matmul_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_datasheet_peaks_match_gpu_names_and_precisions():
+    from ftbench.peaks import datasheet_peak
+
+    assert datasheet_peak("NVIDIA H100 80GB HBM3", "bf16")[0] == 989e12
+    assert datasheet_peak("NVIDIA H100 PCIe", "bf16")[0] == 756e12
+    assert datasheet_peak("NVIDIA A100-SXM4-80GB", "fp32")[0] == 19.5e12
+    assert datasheet_peak("Tesla V100-SXM2-32GB", "bf16") == (
+        None,
+        "https://www.nvidia.com/en-us/data-center/v100/ (SXM2; no bf16)",
+    )
+    assert datasheet_peak("Intel(R) Xeon(R)", "fp32") == (None, None)
+    assert datasheet_peak(None, "fp32") == (None, None)
+
+
+def test_calibration_times_square_matmuls_per_precision(tmp_path):
+    from ftbench import calibrate
+
+    out = calibrate.calibrate("cpu", 1, tmp_path / "c.json", size=128, reps=10)
+    assert set(out["matmul"]) == {"fp32", "bf16"} and out["cpu_threads"] == 1
+    fp32 = out["matmul"]["fp32"]
+    assert len(fp32["times_s"]) == 10 and fp32["flops_per_s"] == pytest.approx(2 * 128**3 / fp32["median_s"])

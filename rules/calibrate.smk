@@ -1,0 +1,21 @@
+# The measured matmul ceiling of one rank's share of the device, once per run (a run targets one kind of
+# device). MFU is computed at aggregation, so re-calibrating never re-runs training.
+
+
+rule calibrate_device:
+    output:
+        calibration=f"{RUN_DIR}/calibration.json",
+    params:
+        device=config["hardware"]["device"],
+        threads=config["hardware"]["cpu_threads_per_rank"],
+    log:
+        f"logs/{RUN}/calibrate_device.log",
+    benchmark:
+        f"logs/{RUN}/benchmarks/calibrate_device.tsv"
+    threads: config["hardware"]["cpu_threads_per_rank"]
+    resources:
+        train_jobs=1,
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/calibrate.py"
