@@ -2,12 +2,6 @@
 # host (cluster compute nodes often have no internet); every later rule reads only resources/.
 
 
-localrules:
-    download_dataset,
-    download_tokenizer,
-    download_model,
-
-
 rule download_dataset:
     input:
         local_input(config["dataset"]["source"]),
@@ -19,6 +13,7 @@ rule download_dataset:
         "logs/benchmarks/download_dataset/{dataset}.tsv"
     wildcard_constraints:
         dataset=DOWNLOADED_DATASET,
+    localrule: True
     conda:
         "../envs/hub.yaml"
     params:
@@ -41,6 +36,7 @@ rule download_tokenizer:
         "logs/benchmarks/download_tokenizer/{tokenizer}.tsv"
     wildcard_constraints:
         tokenizer=r"(hf|local)--[^/]+",
+    localrule: True
     conda:
         "../envs/hub.yaml"
     params:
@@ -60,6 +56,7 @@ rule download_model:
         "logs/benchmarks/download_model/{model}.tsv"
     wildcard_constraints:
         model=DOWNLOADED_MODELS,
+    localrule: True
     conda:
         "../envs/hub.yaml"
     params:

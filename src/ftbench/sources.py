@@ -84,7 +84,7 @@ def read_rows(path: str | Path, sample_by: str = "paragraph") -> list[dict]:
     if suffix == "parquet":
         return pl.read_parquet(path).to_dicts()
     if suffix == "csv":  # every column as text, as a template renders it
-        return pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=True).to_dicts()
+        return pl.read_csv(path, infer_schema=False).to_dicts()
     if suffix == "txt":
         return _text_rows(path.read_text(encoding="utf-8"), sample_by)
     if suffix in ("json", "jsonl"):
