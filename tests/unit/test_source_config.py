@@ -4,6 +4,7 @@ import json
 import re
 
 import pytest
+import yaml
 from snakemake.exceptions import WorkflowError
 
 from ftbench import train_cell
@@ -100,3 +101,18 @@ def test_download_rules_run_on_the_submitting_host(repo):
     for smk in (repo / "rules").glob("*.smk"):
         if smk.name != "download.smk":
             assert not re.search(r"^\s*localrules?:", smk.read_text(), re.M), smk.name  # the rest may go to the cluster
+
+
+def test_the_commented_cluster_matrix_in_config_yaml_is_ready_to_uncomment(repo):
+    text = (repo / "config.yaml").read_text()
+    block = text[text.index("# run_name: llama2-bitext") :].splitlines()
+    example = yaml.safe_load("\n".join(line.removeprefix("#").removeprefix(" ") for line in block))
+    assert example["matrix"]["strategies"] == ["ddp", "fsdp", "zero2", "zero3"]
+    assert example["matrix"]["gpus"] == [4, 8, 16] and example["matrix"]["seq_len"] == [1024]
+    schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
+    known = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
+    example["matrix"]["strategies"] = [s for s in example["matrix"]["strategies"] if s in known]  # as they land
+    config = validate(example, repo)
+    assert len(plan(config).cells) == 2 * len(example["matrix"]["strategies"]) * 3
+    ids = {tokenizer_id(config, m) for m in config["models"]}
+    assert ids == {"hf--meta-llama--Llama-2-7b-hf"}  # 7b and 13b share one token cache
