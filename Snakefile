@@ -9,6 +9,7 @@ configfile: "config.yaml"
 
 
 include: "rules/common.smk"
+include: "rules/download.smk"
 include: "rules/sources.smk"
 include: "rules/tokcache.smk"
 include: "rules/calibrate.smk"

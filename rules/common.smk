@@ -1,12 +1,21 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
+import dataclasses
 import json
 import os
+import re
 
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from ftbench.config import model_config, tokenizer_id
+from ftbench.config import (
+    is_download,
+    local_path,
+    model_config,
+    tokenizer_id,
+    tokenizer_source as tokenizer_source_of,
+)
 from ftbench.matrix import job_spec, plan
+from ftbench.sources import Render
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 PLAN = plan(
@@ -16,6 +25,7 @@ CELLS = {cell.id: cell for cell in PLAN.cells}
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
+RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
 CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 EXTENSIONS_DIR = "resources/torch_extensions"
 
@@ -29,6 +39,29 @@ wildcard_constraints:
     gpus=r"\d+",
     bs=r"\d+",
     seq=r"\d+",
+
+
+def one_of(names):
+    """A wildcard regex matching exactly `names` (nothing when there are none)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
+# Built resources come from sources.smk, fetched ones (hf, local) from download.smk (localrules).
+DOWNLOADED_DATASET = one_of(
+    [DATASET] if is_download(config["dataset"]["source"]) else []
+)
+BUILT_DATASET = one_of([] if is_download(config["dataset"]["source"]) else [DATASET])
+DOWNLOADED_MODELS = one_of(
+    m["name"] for m in config["models"] if is_download(m["source"])
+)
+BUILT_MODELS = one_of(
+    m["name"] for m in config["models"] if not is_download(m["source"])
+)
+
+
+def local_input(source):
+    """A local source's path, so Snakemake checks it exists and re-runs the download when it changes."""
+    return [local_path(source)] if source.startswith("local:") else []
 
 
 def all_targets():
@@ -56,8 +89,20 @@ def tokenizer_source(wildcards):
     """The tokenizer source string behind a tokenizer directory name."""
     for model in config["models"]:
         if tokenizer_of(model["name"]) == wildcards.tokenizer:
-            return model.get("tokenizer", "builtin:bpe-2048")
+            return tokenizer_source_of(model)
     raise ValueError(f"no model uses tokenizer {wildcards.tokenizer}")
+
+
+def tokenizer_download_inputs(wildcards):
+    return local_input(tokenizer_source(wildcards))
+
+
+def model_download_inputs(wildcards):
+    source = model_config(config, wildcards.model)["source"]
+    return {
+        "tokenizer": model_tokenizer_manifest(wildcards),
+        **({"local": local_path(source)} if source.startswith("local:") else {}),
+    }
 
 
 def train_inputs(wildcards):

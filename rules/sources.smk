@@ -1,4 +1,5 @@
-# Sources: each rule ends in a directory plus manifest.json (the declared output).
+# Built sources (builtin data, builtin BPE, config models): each rule ends in a directory plus
+# manifest.json (the declared output). Hub and local sources are fetched by rules/download.smk.
 
 
 rule prepare_dataset:
@@ -8,6 +9,8 @@ rule prepare_dataset:
         "logs/prepare_dataset/{dataset}.log",
     benchmark:
         "logs/benchmarks/prepare_dataset/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=BUILT_DATASET,
     conda:
         "../envs/hub.yaml"
     params:
@@ -27,11 +30,13 @@ rule train_tokenizer:
         "logs/train_tokenizer/{tokenizer}.log",
     benchmark:
         "logs/benchmarks/train_tokenizer/{tokenizer}.tsv"
+    wildcard_constraints:
+        tokenizer=r"bpe-\d+-[^/]+",
     conda:
         "../envs/train.yaml"
     params:
         source=tokenizer_source,
-        template=lambda wildcards: config["dataset"]["template"],  # braces are not wildcards
+        render=lambda wildcards: RENDER,  # braces are not wildcards
     script:
         "../scripts/sources.py"
 
@@ -45,6 +50,8 @@ rule prepare_model:
         "logs/prepare_model/{model}.log",
     benchmark:
         "logs/benchmarks/prepare_model/{model}.tsv"
+    wildcard_constraints:
+        model=BUILT_MODELS,
     conda:
         "../envs/train.yaml"
     params:

@@ -14,7 +14,7 @@ rule build_token_cache:
     conda:
         "../envs/train.yaml"
     params:
-        template=lambda wildcards: config["dataset"]["template"],  # braces are not wildcards
+        render=lambda wildcards: RENDER,  # braces are not wildcards
         eval_fraction=config["dataset"]["eval_fraction"],
         seed=config["seed"],
     script:

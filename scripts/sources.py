@@ -9,7 +9,7 @@ p = snakemake.params
 calls = {
     "prepare_dataset": lambda: sources.prepare_dataset(p.source, out_dir, p.num_rows, p.seed),
     "train_tokenizer": lambda: sources.train_tokenizer(
-        p.source, Path(snakemake.input.dataset).parent, p.template, out_dir
+        p.source, Path(snakemake.input.dataset).parent, sources.Render(**p.render), out_dir
     ),
     "prepare_model": lambda: sources.prepare_model(p.model, Path(snakemake.input.tokenizer).parent, out_dir, p.seed),
 }

@@ -6,6 +6,8 @@ JSON Schema cannot express live in `ftbench.matrix`. Everything here is plain da
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from dataclasses import asdict, dataclass
 
@@ -116,15 +118,68 @@ def model_config(config: dict, name: str) -> dict:
     raise ConfigError(f"models: no model named {name!r}")
 
 
+DEFAULT_TOKENIZER = "builtin:bpe-2048"
+"""The tokenizer of a `config:` model that names none."""
+
+DOWNLOAD_KINDS = ("hf", "local")
+"""Source kinds fetched by the download rules (on the submitting host), as opposed to built ones."""
+
+
+def source_kind(source: str) -> str:
+    """`hf`, `local`, `builtin` or `config`: the part before the first colon."""
+    return source.partition(":")[0]
+
+
+def is_download(source: str) -> bool:
+    return source_kind(source) in DOWNLOAD_KINDS
+
+
+def parse_hf(source: str) -> tuple[str, str | None]:
+    """`hf:<repo_id>[@revision]` -> (repo_id, revision or None)."""
+    kind, _, spec = source.partition(":")
+    repo_id, _, revision = spec.partition("@")
+    if kind != "hf" or not repo_id:
+        raise ConfigError(f"source {source!r} is not hf:<repo_id>[@revision]")
+    return repo_id, revision or None
+
+
+def local_path(source: str) -> str:
+    """The path of a `local:<path>` source (relative paths: to the working directory)."""
+    kind, _, path = source.partition(":")
+    if kind != "local" or not path:
+        raise ConfigError(f"source {source!r} is not local:<path>")
+    return path
+
+
+def tokenizer_source(model: dict) -> str:
+    """A model's tokenizer source: `tokenizer` when set, else the model's own (hf/local) or the builtin BPE."""
+    if model.get("tokenizer"):
+        return model["tokenizer"]
+    return model["source"] if is_download(model["source"]) else DEFAULT_TOKENIZER
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
 def tokenizer_id(config: dict, model: dict) -> str:
     """Directory name of a model's tokenizer; models that name the same tokenizer share one token cache.
 
-    A builtin BPE is trained on the dataset, so its id carries the dataset name.
+    A builtin BPE is trained on the dataset, so its id carries the dataset name. A hub tokenizer is
+    `hf--<org>--<repo>[--<revision>]`; a local one `local--<dir name>-<hash of the path>`.
     """
-    source = model.get("tokenizer", "builtin:bpe-2048")
+    source = tokenizer_source(model)
     kind, _, spec = source.partition(":")
     if kind == "builtin":
         return f"{spec}-{config['dataset']['name']}"
+    if kind == "hf":
+        repo_id, revision = parse_hf(source)
+        parts = [kind, *repo_id.split("/"), *([revision] if revision else [])]
+        return "--".join(_safe(p) for p in parts)
+    if kind == "local":
+        path = os.path.normpath(local_path(source))
+        digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:8]
+        return f"local--{_safe(os.path.basename(path))}-{digest}"
     raise ConfigError(f"models[{model['name']}].tokenizer: unsupported source {source!r}")
 
 

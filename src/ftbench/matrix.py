@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from ftbench.config import STRATEGY_TRAITS, Cell, ConfigError, bpe_vocab_size
+from ftbench.config import STRATEGY_TRAITS, Cell, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
 
 
 @dataclass
@@ -47,9 +47,16 @@ def _check_models(config: dict) -> None:
                     f"models[{i}].architecture ({name}): hidden_size {arch['hidden_size']} is not "
                     f"divisible by num_heads {arch['num_heads']}"
                 )
-        vocab = bpe_vocab_size(model.get("tokenizer", "builtin:bpe-2048"))
-        if not 300 <= vocab <= 1_000_000:
-            raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
+        elif "architecture" in model:
+            raise ConfigError(
+                f"models[{i}].architecture ({name}): only config: sources take one; {model['source']!r} "
+                "brings its own config.json"
+            )
+        tokenizer = tokenizer_source(model)
+        if source_kind(tokenizer) == "builtin":
+            vocab = bpe_vocab_size(tokenizer)
+            if not 300 <= vocab <= 1_000_000:
+                raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
 
 
 def _global_batch(config: dict, model: dict, strategy: str, gpus: int, bs: int) -> int:

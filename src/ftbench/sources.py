@@ -1,14 +1,19 @@
 """Sources: each ends in a directory plus a manifest (source, revision or seed, file hashes).
 
 Built-in kinds (no network): `builtin:customer_support` rows, `builtin:bpe-<vocab>` tokenizers trained on
-the dataset, and `config:llama` / `config:gpt2` models random-initialised from a few numbers.
+the dataset, and `config:llama` / `config:gpt2` models random-initialised from a few numbers. The hub and
+local kinds are fetched by `ftbench.download`; whatever the kind, `load_rows` reads a dataset directory and
+`render_documents` turns its rows into documents (`dataset.format`: columns, messages or text).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
 import string
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ftbench.config import ConfigError, bpe_vocab_size
@@ -33,23 +38,157 @@ def prepare_dataset(source: str, out_dir: str | Path, num_rows: int, seed: int) 
     return write_manifest(out_dir, kind="dataset", source=source, revision="builtin-v1", seed=seed, rows=len(rows))
 
 
+DATA_EXTENSIONS = ("parquet", "jsonl", "json", "csv", "txt")
+"""Dataset files the hub and local sources read, by extension."""
+SAMPLE_BY = ("line", "paragraph", "document")
+"""How a txt file is cut into rows of one `text` column (the names of the `datasets` text loader)."""
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+    "spiece.model",
+    "vocab.json",
+    "merges.txt",
+    "vocab.txt",
+)
+"""The files of a Hugging Face tokenizer (glob patterns, top level of a model directory)."""
+
+DEFAULT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
+DEFAULT_MESSAGE_TEMPLATE = "<|{role}|>\n{content}\n"
+FORMATS = ("columns", "messages", "text")
+
+
+def _text_rows(text: str, sample_by: str) -> list[dict]:
+    if sample_by == "line":
+        pieces = text.splitlines()
+    elif sample_by == "paragraph":
+        pieces = re.split(r"\n\s*\n", text)
+    elif sample_by == "document":
+        pieces = [text]
+    else:
+        raise ConfigError(f"dataset.sample_by: {sample_by!r} is not one of {list(SAMPLE_BY)}")
+    return [{"text": piece.strip("\n")} for piece in pieces if piece.strip()]
+
+
+def read_rows(path: str | Path, sample_by: str = "paragraph") -> list[dict]:
+    """The rows of one dataset file: parquet and csv through polars, json/jsonl as records, txt as `text` rows."""
+    import polars as pl
+
+    path = Path(path)
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix == "parquet":
+        return pl.read_parquet(path).to_dicts()
+    if suffix == "csv":  # every column as text, as a template renders it
+        return pl.read_csv(path, infer_schema=False).to_dicts()
+    if suffix == "txt":
+        return _text_rows(path.read_text(encoding="utf-8"), sample_by)
+    if suffix in ("json", "jsonl"):
+        text = path.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):  # a JSON array of records; otherwise one record per line
+            return json.loads(text)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    raise ConfigError(f"dataset: cannot read {path} (supported: {', '.join(DATA_EXTENSIONS)})")
+
+
 def load_rows(dataset_dir: str | Path) -> list[dict]:
-    with open(Path(dataset_dir) / DATA_FILE, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    """Every row of a prepared dataset directory, files in manifest order (`data.jsonl` for builtin sources)."""
+    dataset_dir = Path(dataset_dir)
+    manifest_path = dataset_dir / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.exists() else {}
+    rows = []
+    for name in manifest.get("data_files", [DATA_FILE]):
+        rows.extend(read_rows(dataset_dir / name, manifest.get("sample_by", "paragraph")))
+    return rows
+
+
+def tokenizer_files(directory: str | Path) -> list[Path]:
+    """The tokenizer files at the top of `directory`."""
+    directory = Path(directory)
+    return sorted({p for pattern in TOKENIZER_FILES for p in directory.glob(pattern) if p.is_file()})
+
+
+def max_positions(config_json: str | Path) -> int | None:
+    """The longest sequence a model's config.json allows (max_position_embeddings, or GPT-2's n_positions)."""
+    cfg = read_json(config_json)
+    return cfg.get("max_position_embeddings", cfg.get("n_positions"))
 
 
 def template_fields(template: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(template) if name]
 
 
-def render_documents(rows: list[dict], template: str) -> list[str]:
-    """One document per row; a column the template names but the rows lack is a config error."""
-    fields = template_fields(template)
-    if rows:
-        missing = [f for f in fields if f not in rows[0]]
+@dataclass(frozen=True)
+class Render:
+    """How rows become documents: the `dataset.*` keys the tokenizer and the token cache depend on."""
+
+    format: str = "columns"
+    """`columns`: `template` over the row's columns; `messages`: `message_template` over each message of
+    `messages_column`, concatenated; `text`: the `text` column as it is."""
+    template: str = DEFAULT_TEMPLATE
+    messages_column: str = "messages"
+    message_template: str = DEFAULT_MESSAGE_TEMPLATE
+
+    @classmethod
+    def from_dataset(cls, dataset: dict) -> Render:
+        """From the validated `dataset` config section."""
+        return cls(**{f.name: dataset[f.name] for f in fields(cls) if f.name in dataset})
+
+
+def _missing(key: str, what: str, missing: list[str], available) -> ConfigError:
+    return ConfigError(f"{key}: {what} {missing} not in the dataset (columns: {sorted(available)})")
+
+
+def _format(template: str, values: dict, key: str, where: str) -> str:
+    try:
+        return template.format_map({k: "" if v is None else v for k, v in values.items()})
+    except KeyError as e:
+        raise ConfigError(f"{key}: {where} has no column {e.args[0]!r} (columns: {sorted(values)})") from None
+
+
+def _render_messages(row: dict, i: int, render: Render) -> str:
+    messages = row[render.messages_column]
+    if not isinstance(messages, list):
+        raise ConfigError(
+            f"dataset.messages_column: row {i} column {render.messages_column!r} is "
+            f"{type(messages).__name__}, not a list of {{role, content}}"
+        )
+    return "".join(
+        _format(render.message_template, message, "dataset.message_template", f"row {i} message {j}")
+        for j, message in enumerate(messages)
+    )
+
+
+def render_documents(rows: list[dict], template: str | Render) -> list[str]:
+    """One document per row (empty ones dropped); a column the format needs but the rows lack is a config
+    error naming it. A plain string is a `columns` template."""
+    render = template if isinstance(template, Render) else Render(template=template)
+    if render.format not in FORMATS:
+        raise ConfigError(f"dataset.format: {render.format!r} is not one of {list(FORMATS)}")
+    if not rows:
+        return []
+    columns = rows[0].keys()
+    if render.format == "columns":
+        missing = [f for f in template_fields(render.template) if f not in columns]
         if missing:
-            raise ConfigError(f"dataset.template: column(s) {missing} not in the dataset (columns: {sorted(rows[0])})")
-    return [template.format_map(row) for row in rows]
+            raise _missing("dataset.template", "column(s)", missing, columns)
+        docs = (_format(render.template, row, "dataset.template", f"row {i}") for i, row in enumerate(rows))
+    elif render.format == "messages":
+        if render.messages_column not in columns:
+            raise _missing("dataset.messages_column", "column", [render.messages_column], columns)
+        docs = (_render_messages(row, i, render) for i, row in enumerate(rows))
+    else:
+        if "text" not in columns:
+            raise ConfigError(f"dataset.format: text needs a 'text' column (columns: {sorted(columns)})")
+        docs = (row["text"] or "" for row in rows)
+    documents = [doc for doc in docs if doc.strip()]
+    if len(documents) < len(rows):
+        log.info("dropped %d empty documents of %d rows", len(rows) - len(documents), len(rows))
+    return documents
 
 
 def train_tokenizer(source: str, dataset_dir: str | Path, template: str, out_dir: str | Path) -> dict:
@@ -126,7 +265,8 @@ def prepare_model(model: dict, tokenizer_dir: str | Path, out_dir: str | Path, s
     net = AutoModelForCausalLM.from_config(cfg)
     out_dir = Path(out_dir)
     net.save_pretrained(out_dir, safe_serialization=True)
-    tokenizer.save_pretrained(out_dir)
+    for path in tokenizer_files(tokenizer_dir):  # the very bytes the token cache was fingerprinted with
+        shutil.copy2(path, out_dir / path.name)
     n_params = sum(p.numel() for p in net.parameters())
     log.info("initialised %s (%s): %.2fM parameters", model["name"], model["source"], n_params / 1e6)
     return write_manifest(

@@ -1,7 +1,8 @@
 """The packed token cache: one per (dataset, tokenizer, seq_len), shared by every model using the tokenizer.
 
-Rows are rendered through the template, batch-encoded with the fast tokenizer, joined with EOS between
-documents and cut into `seq_len` blocks (no padding). Documents are split into train/eval before packing,
+Rows are rendered into documents (`ftbench.sources.Render`: the dataset's format and template),
+batch-encoded with the fast tokenizer, joined with EOS between documents and cut into `seq_len` blocks
+(no padding). Documents are split into train/eval before packing,
 so no document straddles the two. Blocks live in raw numpy memmaps beside a manifest.
 """
 
@@ -9,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from ftbench.files import read_json, sha256_file, write_manifest
-from ftbench.sources import load_rows, render_documents
+from ftbench.sources import Render, load_rows, render_documents
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,18 @@ def build(
     dataset_dir: str | Path,
     tokenizer_dir: str | Path,
     out_dir: str | Path,
-    template: str,
+    template: str | Render,
     seq_len: int,
     eval_fraction: float,
     seed: int,
 ) -> dict:
     from transformers import AutoTokenizer
 
+    render = template if isinstance(template, Render) else Render(template=template)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    docs = render_documents(load_rows(dataset_dir), template)
+    if tokenizer.eos_token_id is None:
+        raise ValueError(f"tokenizer {tokenizer_dir} has no eos_token: documents are packed with EOS between them")
+    docs = render_documents(load_rows(dataset_dir), render)
     order = list(range(len(docs)))
     random.Random(seed).shuffle(order)
     n_eval = max(1, round(len(docs) * eval_fraction))
@@ -83,7 +88,8 @@ def build(
         vocab_size=len(tokenizer),
         tokenizer_fingerprint=tokenizer_fingerprint(tokenizer_dir),
         dataset=read_json(Path(dataset_dir) / "manifest.json")["files"],
-        template=template,
+        template=render.template,
+        render=asdict(render),
         eval_fraction=eval_fraction,
         seed=seed,
         splits=stats,

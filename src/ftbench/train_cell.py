@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import loop, methods, metrics, provenance, tokcache
+from ftbench import loop, methods, metrics, provenance, sources, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json
 from ftbench.strategies import TrainEnv, build_trainer
@@ -49,6 +49,16 @@ def check_cache_matches_model(cache_dir: Path, model_dir: Path, model) -> dict:
     return manifest
 
 
+def check_seq_len(model_dir: Path, cell: Cell) -> None:
+    """A downloaded model's config caps the sequence length; say so before any process group starts."""
+    limit = sources.max_positions(model_dir / "config.json")
+    if limit is not None and cell.seq_len > limit:
+        raise ValueError(
+            f"cell {cell.id}: matrix.seq_len {cell.seq_len} exceeds max_position_embeddings={limit} of model "
+            f"{cell.model!r} ({model_dir}/config.json); leave that seq_len out or use another model"
+        )
+
+
 def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -65,6 +75,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
         torch.set_num_threads(spec["hardware"]["cpu_threads_per_rank"])
     if world != cell.gpus:
         raise ValueError(f"cell {cell.id} needs {cell.gpus} processes, torchrun started {world}")
+    check_seq_len(model_dir, cell)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     prov = provenance.collect(device, spec["seed"])
 

@@ -18,6 +18,14 @@ pytestmark = pytest.mark.e2e
         (lambda c: c.update(global_batch_size=6), "global_batch_size: 6 .* is not a multiple"),
         (lambda c: c["models"].append(dict(c["models"][0])), "duplicate model name 'tiny-llama'"),
         (lambda c: c["models"][0].pop("source"), "'source' is a required property"),
+        (
+            lambda c: c["dataset"].update(source="local:/nonexistent/tickets.jsonl"),
+            "(?s)download_dataset.*tickets.jsonl",
+        ),
+        (
+            lambda c: c["models"][0].update(source="hf:acme/llama"),
+            r"models\[0\].architecture \(tiny-llama\): only config",
+        ),
     ],
 )
 def test_bad_config_stops_the_dry_run_with_a_message(tmp_path, raw_test_config, run_snakemake, mutate, message):

@@ -4,6 +4,13 @@ from ftbench.config import Cell, ConfigError, parse_cell_id, validate
 from ftbench.matrix import job_spec, plan
 
 
+@pytest.fixture
+def test_config(test_config):
+    """The CI config narrowed to ddp: the expectations below are about data-parallel cells."""
+    test_config["matrix"]["strategies"] = ["ddp"]
+    return test_config
+
+
 def test_plan_expands_every_combination_in_stable_order(test_config):
     test_config["matrix"]["seq_len"] = [64, 32]
     cells = plan(test_config).cells

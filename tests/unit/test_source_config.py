@@ -1,0 +1,119 @@
+"""Config side of the hub and local sources: schema patterns, tokenizer ids, plan checks, the seq_len check."""
+
+import json
+import re
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from ftbench import train_cell
+from ftbench.config import Cell, ConfigError, tokenizer_id, tokenizer_source, validate
+from ftbench.matrix import plan
+
+LLAMA7 = "hf:meta-llama/Llama-2-7b-hf"
+
+
+def hub_config(test_config, **model):
+    test_config["models"] = [{"name": "llama-7b", "source": LLAMA7, **model}]
+    return test_config
+
+
+@pytest.mark.parametrize(
+    ("source", "tokenizer", "expected"),
+    [
+        (LLAMA7, None, "hf--meta-llama--Llama-2-7b-hf"),
+        ("hf:meta-llama/Llama-2-13b-hf", LLAMA7, "hf--meta-llama--Llama-2-7b-hf"),  # shares the 7b's cache
+        ("hf:gpt2@refs/pr/1", None, "hf--gpt2--refs-pr-1"),
+        ("config:llama", None, "bpe-2048-support"),
+        ("config:llama", LLAMA7, "hf--meta-llama--Llama-2-7b-hf"),
+    ],
+)
+def test_tokenizer_ids_are_deterministic_and_filesystem_safe(source, tokenizer, expected):
+    model = {"name": "m", "source": source, **({"tokenizer": tokenizer} if tokenizer else {})}
+    assert tokenizer_id({"dataset": {"name": "support"}}, model) == expected
+
+
+def test_local_tokenizer_id_hashes_the_path():
+    one = tokenizer_id({}, {"name": "a", "source": "local:/data/models/llama"})
+    assert one.startswith("local--llama-") and "/" not in one
+    assert one == tokenizer_id({}, {"name": "b", "source": "local:/data/models/llama/"})
+    assert one != tokenizer_id({}, {"name": "c", "source": "local:/other/llama"})
+
+
+def test_hub_models_default_to_their_own_tokenizer_config_models_to_the_builtin_bpe(test_config):
+    test_config["matrix"]["strategies"] = ["ddp"]
+    assert tokenizer_source({"name": "m", "source": LLAMA7}) == LLAMA7
+    assert tokenizer_source({"name": "m", "source": "config:gpt2"}) == "builtin:bpe-2048"
+    validated = validate(hub_config(test_config))
+    assert "tokenizer" not in validated["models"][0]  # no schema default: the model's own
+    assert [c.model for c in plan(validated).cells] == ["llama-7b", "llama-7b"]
+
+
+def test_schema_takes_hub_and_local_sources_and_the_dataset_keys(test_config):
+    test_config["dataset"].update(
+        source="hf:HuggingFaceH4/ultrachat_200k@main", format="messages", split="train_sft", files=["data/*.parquet"]
+    )
+    test_config["models"].append({"name": "local", "source": "local:/models/x", "tokenizer": "local:/models/x"})
+    config = validate(test_config)
+    assert config["dataset"]["messages_column"] == "messages" and config["dataset"]["sample_by"] == "paragraph"
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["dataset"].update(source="hf:"), "does not match"),
+        (lambda c: c["dataset"].update(source="s3://bucket/data.csv"), "does not match"),
+        (lambda c: c["dataset"].update(format="chat"), "'chat' is not one of"),
+        (lambda c: c["models"][0].update(source="hf:a/b c"), "does not match"),
+    ],
+)
+def test_schema_refuses_bad_sources_by_name(test_config, mutate, message):
+    mutate(test_config)
+    with pytest.raises(WorkflowError, match=message):
+        validate(test_config)
+
+
+def test_an_architecture_on_a_hub_model_is_refused(test_config):
+    config = validate(
+        hub_config(
+            test_config, architecture={"hidden_size": 8, "num_layers": 1, "num_heads": 1, "intermediate_size": 8}
+        )
+    )
+    with pytest.raises(ConfigError, match=r"models\[0\].architecture \(llama-7b\): only config: sources take one"):
+        plan(config)
+
+
+def test_seq_len_above_the_downloaded_max_position_embeddings_names_model_and_key(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 4096}))
+    cell = Cell("llama-7b", "ddp", 8, "full", "bf16", 1, 8192, 8)
+    with pytest.raises(ValueError, match=r"seq_len 8192 exceeds max_position_embeddings=4096 of model 'llama-7b'"):
+        train_cell.check_seq_len(tmp_path, cell)
+    train_cell.check_seq_len(tmp_path, Cell("llama-7b", "ddp", 8, "full", "bf16", 1, 4096, 8))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 1024}))
+    with pytest.raises(ValueError, match="max_position_embeddings=1024"):
+        train_cell.check_seq_len(tmp_path, cell)
+
+
+def test_download_rules_run_on_the_submitting_host(repo):
+    text = (repo / "rules" / "download.smk").read_text()
+    rules = text.count("\nrule ")
+    assert rules == 3 and text.count("    localrule: True") == rules
+    for smk in (repo / "rules").glob("*.smk"):
+        if smk.name != "download.smk":
+            assert not re.search(r"^\s*localrules?:", smk.read_text(), re.M), smk.name  # the rest may go to the cluster
+
+
+def test_the_commented_cluster_matrix_in_config_yaml_is_ready_to_uncomment(repo):
+    text = (repo / "config.yaml").read_text()
+    block = text[text.index("# run_name: llama2-bitext") :].splitlines()
+    example = yaml.safe_load("\n".join(line.removeprefix("#").removeprefix(" ") for line in block))
+    assert example["matrix"]["strategies"] == ["ddp", "fsdp", "zero2", "zero3"]
+    assert example["matrix"]["gpus"] == [4, 8, 16] and example["matrix"]["seq_len"] == [1024]
+    schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
+    known = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
+    example["matrix"]["strategies"] = [s for s in example["matrix"]["strategies"] if s in known]  # as they land
+    config = validate(example, repo)
+    assert len(plan(config).cells) == 2 * len(example["matrix"]["strategies"]) * 3
+    ids = {tokenizer_id(config, m) for m in config["models"]}
+    assert ids == {"hf--meta-llama--Llama-2-7b-hf"}  # 7b and 13b share one token cache
