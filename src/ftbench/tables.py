@@ -62,6 +62,11 @@ def _row(record: dict) -> str:
     return "| " + " | ".join(fmt(record.get(col)) for _, col, fmt in COLUMNS) + " |"
 
 
+def short_commit(commit: str) -> str:
+    """12 hex digits, keeping the "-dirty" mark of a modified checkout."""
+    return commit[:12] + ("-dirty" if commit.endswith("-dirty") else "")
+
+
 def provenance_line(frame: pl.DataFrame) -> str:
     def first(column: str) -> str:
         if column not in frame.columns:
@@ -71,7 +76,7 @@ def provenance_line(frame: pl.DataFrame) -> str:
 
     hardware = first("gpu_model") if first("gpu_model") != "?" else first("cpu_model")
     return (
-        f"Run `{first('run_name')}` on {first('start_time')[:10]}, commit `{first('git_commit')[:12]}`, "
+        f"Run `{first('run_name')}` on {first('start_time')[:10]}, commit `{short_commit(first('git_commit'))}`, "
         f"{hardware} ({first('device')}), torch {first('torch_version')}, "
         f"transformers {first('transformers_version')}."
     )
