@@ -5,17 +5,17 @@
 rule calibrate_device:
     output:
         calibration=f"{RUN_DIR}/calibration.json",
-    params:
-        device=config["hardware"]["device"],
-        threads=config["hardware"]["cpu_threads_per_rank"],
     log:
         f"logs/{RUN}/calibrate_device.log",
     benchmark:
         f"logs/{RUN}/benchmarks/calibrate_device.tsv"
+    conda:
+        "../envs/train.yaml"
     threads: config["hardware"]["cpu_threads_per_rank"]
     resources:
         train_jobs=1,
-    conda:
-        "../envs/train.yaml"
+    params:
+        device=config["hardware"]["device"],
+        threads=config["hardware"]["cpu_threads_per_rank"],
     script:
         "../scripts/calibrate.py"
