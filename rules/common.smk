@@ -1,6 +1,7 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
 import dataclasses
 import json
+import math
 import os
 import re
 
@@ -10,6 +11,7 @@ from snakemake.utils import validate
 from ftbench.config import (
     is_download,
     local_path,
+    model_build_config,
     model_config,
     tokenizer_id,
     tokenizer_source as tokenizer_source_of,
@@ -113,5 +115,29 @@ def train_inputs(wildcards):
     }
 
 
+def cell_runtime_min():
+    """Slurm-style runtime of a training job: the cell's own limit plus start-up slack (a week if none)."""
+    timeout_s = config["limits"]["cell_timeout_s"]
+    return math.ceil(timeout_s / 60) + 10 if timeout_s else 7 * 24 * 60
+
+
 def train_spec(wildcards):
     return json.dumps(job_spec(config, cell_of(wildcards)), sort_keys=True)
+
+
+def rebuild_report():
+    """Rebuild summary and README tables from what exists, failed and pending cells included."""
+    from ftbench.tables import rebuild
+
+    rebuild(
+        cells=list(CELLS),
+        metrics_files=[f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS],
+        pruned={cell.id: reason for cell, reason in PLAN.pruned},
+        calibration=f"{RUN_DIR}/calibration.json",
+        parquet=f"{RUN_DIR}/summary.parquet",
+        csv=f"{RUN_DIR}/summary.csv",
+        docs_summary=f"{config['report']['docs_dir']}/{RUN}/summary.csv",
+        readme=config["report"]["readme"],
+        tables_md=f"{RUN_DIR}/tables.md",
+        run_name=RUN,
+    )

@@ -60,6 +60,6 @@ rule download_model:
     conda:
         "../envs/hub.yaml"
     params:
-        model=lambda wildcards: model_config(config, wildcards.model),
+        model=lambda wildcards: model_build_config(config, wildcards.model),
     script:
         "../scripts/download.py"

@@ -19,3 +19,8 @@ rule render_report:
         run_name=RUN,
     script:
         "../scripts/report.py"
+
+
+# After a failed run (with --keep-going the other cells finished): the tables still show every cell.
+onerror:
+    rebuild_report()

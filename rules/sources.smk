@@ -55,7 +55,7 @@ rule prepare_model:
     conda:
         "../envs/train.yaml"
     params:
-        model=lambda wildcards: model_config(config, wildcards.model),
+        model=lambda wildcards: model_build_config(config, wildcards.model),
         seed=config["seed"],
     script:
         "../scripts/sources.py"

@@ -1,4 +1,5 @@
-# One job per matrix cell: torchrun starts one process per GPU (a gloo process per "GPU" on CPU).
+# One job per matrix cell: ftbench.launch runs torchrun (one process per GPU; a gloo process per "GPU" on
+# CPU) and turns OOM and the wall-time limit into results; other failures fail the job.
 
 
 rule train_cell:
@@ -16,6 +17,9 @@ rule train_cell:
     resources:
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
+        runtime=lambda wildcards: cell_runtime_min(),
+        cell_timeout_s=config["limits"]["cell_timeout_s"],
+        cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
     params:
         spec=train_spec,
         model_dir=lambda wildcards, input: os.path.dirname(input.model),
@@ -23,6 +27,7 @@ rule train_cell:
         extensions_dir=EXTENSIONS_DIR,
     shell:
         # DeepSpeed JIT-compiles its ops once into this cache; every later cell reuses them
-        "TORCH_EXTENSIONS_DIR={params.extensions_dir} torchrun --standalone --nproc-per-node {wildcards.gpus} -m ftbench.train_cell"
-        " --spec {params.spec:q} --model {params.model_dir} --cache {params.cache_dir}"
+        "TORCH_EXTENSIONS_DIR={params.extensions_dir} python -m ftbench.launch --gpus {wildcards.gpus}"
+        " --timeout-s {resources.cell_timeout_s} --cpu-memory-mb {resources.cpu_mem_per_rank_mb}"
+        " --log {log} -- --spec {params.spec:q} --model {params.model_dir} --cache {params.cache_dir}"
         " --out {output.metrics} > {log} 2>&1"

@@ -38,14 +38,16 @@ def raw_test_config() -> dict:
         return copy.deepcopy(yaml.safe_load(f))
 
 
-def snakemake(workdir: Path, *args: str, configfile: Path | None = None, check: bool = True):
-    """Run the real snakemake CLI on this repo's Snakefile with `workdir` as working directory."""
+def snakemake(
+    workdir: Path, *args: str, configfile: Path | None = None, check: bool = True, snakefile: Path | None = None
+):
+    """Run the real snakemake CLI (on this repo's Snakefile unless given) with `workdir` as working directory."""
     cmd = [
         sys.executable,
         "-m",
         "snakemake",
         "-s",
-        str(REPO / "Snakefile"),
+        str(snakefile or REPO / "Snakefile"),
         "--directory",
         str(workdir),
         "--configfile",

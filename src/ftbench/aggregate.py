@@ -15,12 +15,14 @@ import polars as pl
 
 from ftbench.config import parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
+from ftbench.launch import FAILURE_FILE
 from ftbench.peaks import datasheet_peak
 
 log = logging.getLogger(__name__)
 
 STATUS_PENDING = "pending"
 STATUS_PRUNED = "pruned"
+STATUS_FAILED = "failed"
 
 KEY_COLUMNS = ["cell_id", "model", "strategy", "gpus", "method", "precision", "batch_size_per_gpu", "seq_len"]
 FRONT_COLUMNS = [
@@ -96,13 +98,19 @@ def collect(
     pruned: dict[str, str] | None = None,
     calibration: str | Path | None = None,
 ) -> pl.DataFrame:
-    """One row per cell of the plan, in plan order (`metrics_files[i]` is where cell i's metrics would be),
-    then one `pruned` row per pruned cell with its reason in `note`."""
+    """One row per cell of the plan, in plan order (`metrics_files[i]` is where cell i's metrics would be):
+    its metrics (ok, oom, timeout), `failed` with the reason from failure.json, or `pending`; then one
+    `pruned` row per pruned cell with its reason in `note`."""
     rows = []
     for cell_id, path in zip(cell_ids, metrics_files, strict=True):
+        failure = Path(path).parent / FAILURE_FILE
         if Path(path).exists():
             with open(path, encoding="utf-8") as f:
                 rows.append(flatten(json.load(f)))
+        elif failure.exists():  # the job died; its declared output is gone, the reason stayed beside it
+            record = read_json(failure)
+            reason = f"{record.get('error_type') or 'exit ' + str(record.get('returncode'))}: {record['error']}"
+            rows.append({**pending_row(cell_id, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
         else:
             rows.append(pending_row(cell_id))
     rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]

@@ -40,13 +40,18 @@ def rank_micro_batches(blocks, order, step, cell, trainer, device) -> list[torch
     return list(data.split(cell.batch_size_per_gpu))
 
 
-def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device) -> dict:
-    """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses."""
+def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device, progress: dict | None = None) -> dict:
+    """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses.
+
+    `progress` (if given) is kept current, so a rank that fails mid-way can report what it measured."""
     check_enough_data(len(blocks), cell)
     order = np.random.default_rng(seed).permutation(len(blocks))
     clock = StepClock(device)
+    progress = {} if progress is None else progress
+    progress["step_times_s"] = clock.step_times  # the same list: filled as steps finish
     losses = []
     for step in range(warmup + measure):
+        progress["steps_done"] = step
         # data loading is inside the step time: it is part of what the user waits for
         if step == warmup:
             clock.start()

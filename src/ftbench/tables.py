@@ -121,3 +121,13 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str) -> None
         atomic_write_text(readme, new)
         log.info("rewrote the tables in %s", readme)
     atomic_write_text(tables_md, block)
+
+
+def rebuild(cells, metrics_files, pruned, calibration, parquet, csv, docs_summary, readme, tables_md, run_name):
+    """Summary and README tables from whatever results exist (the onerror handler after --keep-going):
+    failed cells show as failed, cells that never ran as pending."""
+    from ftbench import aggregate
+
+    calibration = calibration if Path(calibration).exists() else None
+    aggregate.write(aggregate.collect(cells, metrics_files, pruned, calibration), parquet=parquet, csv=csv)
+    publish(csv, docs_summary, readme, tables_md, run_name)

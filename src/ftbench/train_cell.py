@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from ftbench import loop, methods, metrics, provenance, sources, tokcache
+from ftbench import limits, loop, methods, metrics, provenance, sources, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json
 from ftbench.strategies import TrainEnv, build_trainer
@@ -26,6 +27,7 @@ from ftbench.strategies import TrainEnv, build_trainer
 log = logging.getLogger("ftbench.train_cell")
 
 STATUS_OK = "ok"
+EXIT_OOM = 3
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
@@ -59,7 +61,9 @@ def check_seq_len(model_dir: Path, cell: Cell) -> None:
         )
 
 
-def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
+def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict | None = None) -> dict | None:
+    """Train the cell; `progress` records the phase and the steps done, for a failure report."""
+    progress = {} if progress is None else progress
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -76,6 +80,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     if world != cell.gpus:
         raise ValueError(f"cell {cell.id} needs {cell.gpus} processes, torchrun started {world}")
     check_seq_len(model_dir, cell)
+    progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     prov = provenance.collect(device, spec["seed"])
 
@@ -96,11 +101,21 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
 
     steps, gen = spec["steps"], spec["generation"]
+    progress["phase"] = "train"
     trained = loop.train(
-        trainer, cell, tokcache.open_split(cache_dir, "train"), steps["warmup"], steps["measure"], spec["seed"], device
+        trainer,
+        cell,
+        tokcache.open_split(cache_dir, "train"),
+        steps["warmup"],
+        steps["measure"],
+        spec["seed"],
+        device,
+        progress,
     )
+    progress["phase"] = "eval"
     eval_blocks = tokcache.open_split(cache_dir, "eval")
     eval_loss = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
+    progress["phase"] = "generate"
     generated = loop.generation(
         trainer,
         eval_blocks,
@@ -165,6 +180,25 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path) -> dict | None:
     return result
 
 
+def report_failure(cell_dir: Path, rank: int, error: BaseException, progress: dict) -> None:
+    """What this rank saw: `oom-rank<r>.json` for running out of memory, else `error-rank<r>.json`."""
+    kind = "oom" if limits.is_oom(error) else "error"
+    log.error("rank %d failed in %s: %s: %s", rank, progress.get("phase"), type(error).__name__, error)
+    atomic_write_json(
+        cell_dir / f"{kind}-rank{rank}.json",
+        {
+            "rank": rank,
+            "phase": progress.get("phase"),
+            "steps_done": progress.get("steps_done", 0),
+            "step_times_s": list(progress.get("step_times_s", [])),
+            "error_type": type(error).__name__,
+            "error": str(error)[:2000],
+            "traceback": traceback.format_exception(error)[-12:],
+            "cpu_peak_rss_gb": metrics.peak_memory(torch.device("cpu"))["cpu_peak_rss_gb"],
+        },
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", required=True, help="job spec as JSON (ftbench.matrix.job_spec)")
@@ -177,7 +211,18 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s",
     )
-    run(json.loads(args.spec), args.model, args.cache, args.out)
+    progress = {"phase": "start"}
+    try:
+        if os.environ.get("FTBENCH_CPU_MEMORY_GB") and not torch.cuda.is_available():
+            limits.limit_cpu_memory(float(os.environ["FTBENCH_CPU_MEMORY_GB"]))
+        run(json.loads(args.spec), args.model, args.cache, args.out, progress)
+    except BaseException as error:
+        report_failure(args.out.parent, rank, error, progress)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # leave at once: peers blocked in a collective are stopped by torchrun, not waited for
+        os._exit(EXIT_OOM if limits.is_oom(error) else 1)
     # Everything is written and the process group is gone: leave without interpreter teardown. Native
     # threads can abort there ("terminate called without an active exception", seen once with DeepSpeed
     # on gloo), which would turn a finished cell into a failed one.

@@ -1,0 +1,170 @@
+"""Run one cell's torchrun job and turn how it ended into a result.
+
+    python -m ftbench.launch --gpus N --timeout-s S [--cpu-memory-mb M] --log LOG -- <train_cell args>
+
+- all ranks finished: train_cell wrote metrics.json (status ok);
+- a rank ran out of memory: it left `oom-rank<r>.json` and exited at once, torchrun stopped the others;
+  metrics.json gets status "oom" and what was measured before it; exit 0 (a result, not a failure);
+- past the wall-time limit: the whole process group is stopped, metrics.json gets status "timeout"; exit 0;
+- anything else (a crash, a killed rank, a collective timeout): failure.json beside the (absent) metrics.json
+  keeps the exception and each rank's last log lines, and the job fails so Snakemake retries or re-runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ftbench.config import Cell
+from ftbench.files import atomic_write_json, read_json
+
+STATUS_OOM, STATUS_TIMEOUT, STATUS_FAILED = "oom", "timeout", "failed"
+FAILURE_FILE = "failure.json"
+MARKERS = ("oom-rank*.json", "error-rank*.json", FAILURE_FILE)
+LOG_TAIL_LINES = 40
+KILL_GRACE_S = 10
+
+
+def cell_fields(spec: dict) -> dict:
+    cell = Cell(**spec["cell"])
+    return {"cell_id": cell.id, "run_name": spec["run_name"], **cell.to_dict(), "zero_stage": cell.zero_stage}
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the job's whole process group, SIGKILL what is left after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    try:
+        return log.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return []
+
+
+def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) -> tuple[str, str]:
+    """The first thing that went wrong: a rank that died without a report (killed) comes before the errors
+    its peers then saw (a broken connection is a consequence, not the cause)."""
+    silent = sorted(set(range(gpus)) - {e["rank"] for e in errors})
+    if silent:
+        # torchrun's failure summary: "rank : 1 (local_rank: 1)" then "exitcode : -9 (pid: N)  (SIGKILL)"
+        found = re.search(
+            rf"rank\s*:\s*{silent[0]} \(local_rank[^\n]*\n"
+            r"\s*exitcode\s*:\s*(-?\d+)[^\n(]*(?:\([^)]*\))?\s*(?:\((SIG\w+)\))?",
+            "\n".join(tail),
+        )
+        how = f" ({found.group(2) or 'exit code ' + found.group(1)})" if found else ""
+        after = f"; then rank {errors[0]['rank']}: {errors[0]['error_type']}" if errors else ""
+        return "RankDied", f"rank {', '.join(map(str, silent))} ended without a report{how}{after}"
+    if errors:
+        return errors[0]["error_type"], errors[0]["error"]
+    return "RankDied", f"torchrun exited with {returncode}"
+
+
+def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    known, _ = parser.parse_known_args(train_args)
+    spec, out = json.loads(known.spec), known.out
+    cell_dir = out.parent
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    for pattern in MARKERS:  # leftovers of an earlier attempt
+        for stale in cell_dir.glob(pattern):
+            stale.unlink()
+    env = dict(os.environ)
+    if cpu_memory_mb:
+        env["FTBENCH_CPU_MEMORY_GB"] = str(cpu_memory_mb / 1024)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={gpus}",
+        "-m",
+        "ftbench.train_cell",
+        *train_args,
+    ]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=timeout_s or None)
+    except subprocess.TimeoutExpired:
+        stop_group(proc)
+        atomic_write_json(
+            out,
+            {
+                **cell_fields(spec),
+                "status": STATUS_TIMEOUT,
+                "timeout_s": timeout_s,
+                "elapsed_s": time.monotonic() - start,
+                "config": spec,
+            },
+        )
+        print(f"ftbench.launch: {spec['cell']} stopped after the {timeout_s:.0f} s limit: status timeout")
+        return 0
+    if returncode == 0 and out.exists():
+        return 0
+    ooms = sorted(cell_dir.glob("oom-rank*.json"))
+    if ooms:
+        first = read_json(ooms[0])
+        atomic_write_json(
+            out,
+            {
+                **cell_fields(spec),
+                "status": STATUS_OOM,
+                **first,
+                "oom_ranks": [read_json(p)["rank"] for p in ooms],
+                "config": spec,
+            },
+        )
+        print(f"ftbench.launch: rank {first['rank']} ran out of memory in {first['phase']}: status oom")
+        return 0
+    errors = [read_json(p) for p in sorted(cell_dir.glob("error-rank*.json"))]
+    tail = log_tail(log)
+    error_type, error = root_cause(gpus, errors, tail, returncode)
+    record = {
+        **cell_fields(spec),
+        "status": STATUS_FAILED,
+        "returncode": returncode,
+        "elapsed_s": time.monotonic() - start,
+        "error_type": error_type,
+        "error": error,
+        "rank_errors": errors,
+        "log_tail": tail,
+    }
+    atomic_write_json(cell_dir / FAILURE_FILE, record)
+    print(f"ftbench.launch: cell failed (torchrun exit {returncode}); see {cell_dir / FAILURE_FILE}")
+    return 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, required=True, help="processes (GPUs) on this node")
+    parser.add_argument("--timeout-s", type=float, default=0, help="wall-time limit of the cell; 0: none")
+    parser.add_argument("--cpu-memory-mb", type=int, default=0, help="per-rank memory budget on CPU; 0: none")
+    parser.add_argument("--log", type=Path, required=True, help="the job's log (for the failure record)")
+    args = parser.parse_args(argv[:split])
+    sys.exit(run(args.gpus, args.timeout_s, args.log, argv[split + 1 :], args.cpu_memory_mb))
+
+
+if __name__ == "__main__":
+    main()

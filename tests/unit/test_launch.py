@@ -1,0 +1,35 @@
+from ftbench import limits
+from ftbench.launch import root_cause
+
+TORCHRUN_SUMMARY = """Failures:
+[1]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 14612)  (SIGKILL)
+  traceback : Signal 9 (SIGKILL) received by PID 14612
+Root Cause (first observed failure):
+[0]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : 1 (pid: 14611)
+""".splitlines()
+
+
+def test_a_killed_rank_is_the_cause_not_the_broken_connection_its_peer_saw():
+    peer = {"rank": 0, "error_type": "RuntimeError", "error": "gloo Read error: Connection reset"}
+    assert root_cause(2, [peer], TORCHRUN_SUMMARY, 1) == (
+        "RankDied",
+        "rank 1 ended without a report (SIGKILL); then rank 0: RuntimeError",
+    )
+
+
+def test_a_reported_error_is_the_cause_when_every_rank_reported():
+    errors = [{"rank": r, "error_type": "ValueError", "error": f"bad input {r}"} for r in (0, 1)]
+    assert root_cause(2, errors, [], 1) == ("ValueError", "bad input 0")
+
+
+def test_oom_errors_are_recognised_by_type_and_allocator_message():
+    import torch
+
+    assert limits.is_oom(MemoryError())
+    assert limits.is_oom(torch.OutOfMemoryError("CUDA out of memory"))
+    assert limits.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
+    assert not limits.is_oom(RuntimeError("shape mismatch"))
