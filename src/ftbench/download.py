@@ -121,6 +121,15 @@ def _local_root(source: str, key: str) -> Path:
     return path
 
 
+def resolve(source: str, repo_type: str, allow: list[str], ignore: list[str] | None, key: str) -> tuple[Path, dict]:
+    """Where a hub (fetched) or local source lies, and the manifest fields that identify it."""
+    if source_kind(source) == "hf":
+        root, commit = fetch_hf(source, repo_type, allow, ignore, key)
+        return root, _hub_fields(source, repo_type, commit)
+    root = _local_root(source, key)
+    return root, {"path": str(root.resolve())}
+
+
 def data_patterns(files: list[str] | None, split: str | None) -> list[str]:
     """Glob patterns (relative to the dataset root) of the data files to use: `dataset.files`, else the files
     of `dataset.split` by the hub's naming (`<split>-*`, `<split>.*`, `<split>/`, at any depth), else all."""
@@ -147,13 +156,7 @@ def download_dataset(
     """Link a hub or local dataset's data files (csv, json, jsonl, parquet, txt) into `out_dir`, with manifest."""
     out_dir = Path(out_dir)
     patterns = data_patterns(files, split)
-    extra: dict = {}
-    if source_kind(source) == "hf":
-        root, commit = fetch_hf(source, "dataset", patterns, None, key)
-        extra = _hub_fields(source, "dataset", commit)
-    else:
-        root = _local_root(source, key)
-        extra = {"path": str(root.resolve())}
+    root, extra = resolve(source, "dataset", patterns, None, key)
     if root.is_file():
         if not is_data_file(root.name, ["*"]):
             raise SourceError(f"{key}: {source} is not a {'/'.join(DATA_EXTENSIONS)} file")
@@ -180,13 +183,7 @@ def download_tokenizer(source: str, out_dir: str | Path, key: str = "tokenizer")
     from tokenizers import Tokenizer
 
     out_dir = Path(out_dir)
-    extra: dict = {}
-    if source_kind(source) == "hf":
-        root, commit = fetch_hf(source, "model", list(TOKENIZER_FILES), list(TOP_LEVEL_ONLY), key)
-        extra = _hub_fields(source, "model", commit)
-    else:
-        root = _local_root(source, key)
-        extra = {"path": str(root.resolve())}
+    root, extra = resolve(source, "model", list(TOKENIZER_FILES), list(TOP_LEVEL_ONLY), key)
     found = tokenizer_files(root)
     if not any(p.name == "tokenizer.json" for p in found):
         raise SourceError(
@@ -218,15 +215,9 @@ def download_model(model: dict, tokenizer_dir: str | Path, out_dir: str | Path) 
     the model trains with the tokenizer it names (its own by default), which the token cache was built with."""
     source, key = model["source"], f"models[{model['name']}].source"
     out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir)
-    extra: dict = {}
-    if source_kind(source) == "hf":
-        root, commit = fetch_hf(source, "model", list(MODEL_FILES), list(TOP_LEVEL_ONLY), key)
-        extra = _hub_fields(source, "model", commit)
-    else:
-        root = _local_root(source, key)
-        if not root.is_dir():
-            raise SourceError(f"{key}: {source} is not a directory (a model in Hugging Face format)")
-        extra = {"path": str(root.resolve())}
+    root, extra = resolve(source, "model", list(MODEL_FILES), list(TOP_LEVEL_ONLY), key)
+    if not root.is_dir():
+        raise SourceError(f"{key}: {source} is not a directory (a model in Hugging Face format)")
     tokenizer_names = {p.name for p in tokenizer_files(root)}
     names = {
         n

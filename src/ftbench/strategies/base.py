@@ -82,3 +82,18 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
         if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
             return module
     raise ValueError(f"no ModuleList of {n_layers} decoder layers in {type(model).__name__}")
+
+
+def accumulate_and_step(micro_batches, forward_backward, module, optimizer, max_grad_norm: float) -> torch.Tensor:
+    """One optimizer step over gradient-accumulation micro-batches: `forward_backward(batch, is_last, n)`
+    runs one micro-batch (its loss scaled by 1/n) and returns the detached loss; then clip by the global
+    gradient norm, step and clear gradients. The mean loss of the step is returned."""
+    total = torch.zeros((), device=micro_batches[0].device)
+    last = len(micro_batches) - 1
+    for i, batch in enumerate(micro_batches):
+        total += forward_backward(batch, i == last, len(micro_batches))
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], max_grad_norm)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total

@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ftbench.strategies.base import TrainEnv, adamw, autocast, greedy_generate
+from ftbench.strategies.base import TrainEnv, accumulate_and_step, adamw, autocast, greedy_generate
 
 
 class DDPTrainer:
@@ -20,22 +20,18 @@ class DDPTrainer:
         self.max_grad_norm = env.max_grad_norm
         self.data_rank, self.data_world = env.rank, env.world_size
 
+    def _forward_backward(self, batch, is_last: bool, n: int) -> torch.Tensor:
+        # gradients are all-reduced only on the last micro-batch of the step
+        with contextlib.nullcontext() if is_last else self.wrapped.no_sync():
+            with self.autocast():
+                loss = self.wrapped(input_ids=batch, labels=batch).loss / n
+            loss.backward()
+        return loss.detach()
+
     def train_step(self, micro_batches):
-        total = torch.zeros((), device=micro_batches[0].device)
-        last = len(micro_batches) - 1
-        for i, batch in enumerate(micro_batches):
-            # gradients are all-reduced only on the last micro-batch of the step
-            sync = contextlib.nullcontext() if i == last else self.wrapped.no_sync()
-            with sync:
-                with self.autocast():
-                    loss = self.wrapped(input_ids=batch, labels=batch).loss / len(micro_batches)
-                loss.backward()
-            total += loss.detach()
-        if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total
+        return accumulate_and_step(
+            micro_batches, self._forward_backward, self.module, self.optimizer, self.max_grad_norm
+        )
 
     @torch.no_grad()
     def eval_loss(self, batch):

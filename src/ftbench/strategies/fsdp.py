@@ -8,7 +8,7 @@ import torch
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_generate
+from ftbench.strategies.base import TrainEnv, accumulate_and_step, adamw, decoder_layers, greedy_generate
 
 
 class FSDPTrainer:
@@ -28,22 +28,17 @@ class FSDPTrainer:
         self.max_grad_norm = env.max_grad_norm
         self.data_rank, self.data_world = env.rank, env.world_size
 
+    def _forward_backward(self, batch, is_last: bool, n: int) -> torch.Tensor:
+        # reduce-scatter gradients only after the last micro-batch of the step
+        self.module.set_requires_gradient_sync(is_last)
+        loss = self.module(input_ids=batch, labels=batch).loss / n
+        loss.backward()
+        return loss.detach()
+
     def train_step(self, micro_batches):
-        total = torch.zeros((), device=micro_batches[0].device)
-        last = len(micro_batches) - 1
-        for i, batch in enumerate(micro_batches):
-            # reduce-scatter gradients only after the last micro-batch of the step
-            self.module.set_requires_gradient_sync(i == last)
-            loss = self.module(input_ids=batch, labels=batch).loss / len(micro_batches)
-            loss.backward()
-            total += loss.detach()
-        if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(
-                [p for p in self.module.parameters() if p.grad is not None], self.max_grad_norm
-            )
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return total
+        return accumulate_and_step(
+            micro_batches, self._forward_backward, self.module, self.optimizer, self.max_grad_norm
+        )
 
     @torch.no_grad()
     def eval_loss(self, batch):
