@@ -126,10 +126,6 @@ def plan(config: dict) -> Plan:
     return result
 
 
-def cells_by_id(config: dict) -> dict[str, Cell]:
-    return {cell.id: cell for cell in plan(config).cells}
-
-
 def job_spec(config: dict, cell: Cell) -> dict:
     """Everything a training job needs besides its input files. It is the train rule's params, so
     changing any of it re-runs exactly the cells it touches (and nothing else does)."""
