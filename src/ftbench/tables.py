@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ftbench import aggregate
 from ftbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -126,8 +127,6 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str) -> None
 def rebuild(cells, metrics_files, pruned, calibration, parquet, csv, docs_summary, readme, tables_md, run_name):
     """Summary and README tables from whatever results exist (the onerror handler after --keep-going):
     failed cells show as failed, cells that never ran as pending."""
-    from ftbench import aggregate
-
     calibration = calibration if Path(calibration).exists() else None
     aggregate.write(aggregate.collect(cells, metrics_files, pruned, calibration), parquet=parquet, csv=csv)
     publish(csv, docs_summary, readme, tables_md, run_name)

@@ -82,7 +82,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     check_seq_len(model_dir, cell)
     progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    prov = provenance.collect(device, spec["seed"])
+    prov = provenance.collect(device, spec["seed"]) if rank == 0 else None  # only rank 0 writes metrics
 
     torch.manual_seed(spec["seed"])
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
