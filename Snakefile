@@ -16,6 +16,7 @@ include: "rules/calibrate.smk"
 include: "rules/train.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
+include: "rules/preview.smk"
 
 
 rule all:

@@ -1,8 +1,9 @@
 
 
 rule aggregate_metrics:
+    localrule: True  # seconds of work on the submitting host; never queued
     input:
-        metrics=[f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS],
+        metrics=[metrics_file(cell_id) for cell_id in SELECTED],
         calibration=f"{RUN_DIR}/calibration.json",
     output:
         parquet=f"{RUN_DIR}/summary.parquet",
@@ -15,6 +16,8 @@ rule aggregate_metrics:
         "../envs/analysis.yaml"
     params:
         cells=list(CELLS),
+        # every cell's row: the selected ones are inputs, the others are read as they are on disk
+        metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
         pruned={cell.id: reason for cell, reason in PLAN.pruned},
     script:
         "../scripts/aggregate.py"

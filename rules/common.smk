@@ -1,7 +1,6 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
 import dataclasses
 import json
-import math
 import os
 import re
 
@@ -17,6 +16,7 @@ from ftbench.config import (
     tokenizer_source as tokenizer_source_of,
 )
 from ftbench.matrix import job_spec, plan
+from ftbench.slurm import job_resources, runtime_min
 from ftbench.sources import Render
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -24,12 +24,14 @@ PLAN = plan(
     config
 )  # the matrix, pruned and checked: a ConfigError stops here, before any job
 CELLS = {cell.id: cell for cell in PLAN.cells}
+SELECTED = [cell.id for cell in PLAN.selected]  # config `select`: the cells this invocation runs
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
 CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 EXTENSIONS_DIR = "resources/torch_extensions"
+CALIBRATION_TIMEOUT_S = 600
 
 for _cell, _reason in PLAN.pruned:
     logger.info(f"pruned {_cell.id}: {_reason}")
@@ -66,9 +68,13 @@ def local_input(source):
     return [local_path(source)] if source.startswith("local:") else []
 
 
+def metrics_file(cell_id):
+    return f"{RUN_DIR}/runs/{cell_id}/metrics.json"
+
+
 def all_targets():
     return [
-        *(f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS),
+        *(metrics_file(cell_id) for cell_id in SELECTED),
         f"{RUN_DIR}/summary.parquet",
         f"{RUN_DIR}/calibration.json",
         f"{RUN_DIR}/tables.md",
@@ -115,10 +121,19 @@ def train_inputs(wildcards):
     }
 
 
-def cell_runtime_min():
-    """Slurm-style runtime of a training job: the cell's own limit plus start-up slack (a week if none)."""
-    timeout_s = config["limits"]["cell_timeout_s"]
-    return math.ceil(timeout_s / 60) + 10 if timeout_s else 7 * 24 * 60
+def cell_resource(name):
+    """One Slurm resource of a training cell's job (ftbench.slurm.job_resources), per cell."""
+    runtime = runtime_min(config["limits"]["cell_timeout_s"])
+    return lambda wildcards: job_resources(
+        config["hardware"], int(wildcards.gpus), runtime
+    )[name]
+
+
+def calibration_resource(name):
+    """One Slurm resource of the calibration job: one GPU of the kind the cells run on."""
+    return job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))[
+        name
+    ]
 
 
 def train_spec(wildcards):
@@ -131,7 +146,7 @@ def rebuild_report():
 
     rebuild(
         cells=list(CELLS),
-        metrics_files=[f"{RUN_DIR}/runs/{cell_id}/metrics.json" for cell_id in CELLS],
+        metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
         pruned={cell.id: reason for cell, reason in PLAN.pruned},
         calibration=f"{RUN_DIR}/calibration.json",
         parquet=f"{RUN_DIR}/summary.parquet",

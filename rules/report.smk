@@ -3,6 +3,7 @@
 
 
 rule render_report:
+    localrule: True  # seconds of work on the submitting host; never queued
     input:
         summary=f"{RUN_DIR}/summary.csv",
         readme=config["report"]["readme"],

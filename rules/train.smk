@@ -17,7 +17,15 @@ rule train_cell:
     resources:
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
-        runtime=lambda wildcards: cell_runtime_min(),
+        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
+        nodes=cell_resource("nodes"),
+        gres=cell_resource("gres"),
+        cpus_per_task=cell_resource("cpus_per_task"),
+        mem_mb=cell_resource("mem_mb"),
+        runtime=cell_resource("runtime"),
+        tasks_per_gpu=cell_resource("tasks_per_gpu"),
+        mpi=cell_resource("mpi"),
+        tasks=cell_resource("tasks"),
         cell_timeout_s=config["limits"]["cell_timeout_s"],
         cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
     params:
@@ -28,6 +36,7 @@ rule train_cell:
     shell:
         # DeepSpeed JIT-compiles its ops once into this cache; every later cell reuses them
         "TORCH_EXTENSIONS_DIR={params.extensions_dir} python -m ftbench.launch --gpus {wildcards.gpus}"
+        " --nodes {resources.nodes}"
         " --timeout-s {resources.cell_timeout_s} --cpu-memory-mb {resources.cpu_mem_per_rank_mb}"
         " --log {log} -- --spec {params.spec:q} --model {params.model_dir} --cache {params.cache_dir}"
         " --out {output.metrics} > {log} 2>&1"

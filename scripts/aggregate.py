@@ -3,6 +3,6 @@ from ftbench import aggregate, logs
 
 logs.to_file(snakemake.log[0])
 summary = aggregate.collect(
-    snakemake.params.cells, snakemake.input.metrics, snakemake.params.pruned, snakemake.input.calibration
+    snakemake.params.cells, snakemake.params.metrics_files, snakemake.params.pruned, snakemake.input.calibration
 )
 aggregate.write(summary, parquet=snakemake.output.parquet, csv=snakemake.output.csv)

@@ -15,7 +15,8 @@ import polars as pl
 
 from ftbench.config import parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
-from ftbench.launch import FAILURE_FILE
+from ftbench import slurm
+from ftbench.launch import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,17 @@ log = logging.getLogger(__name__)
 STATUS_PENDING = "pending"
 STATUS_PRUNED = "pruned"
 STATUS_FAILED = "failed"
+STATUS_TIMEOUT = "timeout"
+
+SLURM_STATES = {
+    # Slurm ended the job before the launcher could record anything: what the row says
+    "TIMEOUT": (STATUS_TIMEOUT, "Slurm TIMEOUT: the job reached its time limit (limits.cell_timeout_s + 10 min)"),
+    "OUT_OF_MEMORY": (STATUS_FAILED, "Slurm OUT_OF_MEMORY: host memory; raise hardware.host_memory_per_rank_gb"),
+    "NODE_FAIL": (STATUS_FAILED, "Slurm NODE_FAIL: a node of the job failed; the next run retries the cell"),
+    "PREEMPTED": (STATUS_FAILED, "Slurm PREEMPTED"),
+    "CANCELLED": (STATUS_FAILED, "Slurm CANCELLED"),
+    "FAILED": (STATUS_FAILED, "Slurm FAILED: the job ended before the launcher recorded a result"),
+}
 
 KEY_COLUMNS = ["cell_id", "model", "strategy", "gpus", "method", "precision", "batch_size_per_gpu", "seq_len"]
 FRONT_COLUMNS = [
@@ -73,6 +85,16 @@ def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
     }
 
 
+def slurm_row(cell_id: str, job_file: Path) -> dict:
+    """A cell without any record of its own: Slurm's word on its last job (sacct), else pending."""
+    job_id = read_json(job_file).get("slurm", {}).get("job_id") if job_file.exists() else None
+    state = slurm.job_state(job_id) if job_id else None
+    if state not in SLURM_STATES:
+        return pending_row(cell_id)
+    status, note = SLURM_STATES[state]
+    return {**pending_row(cell_id, status), "slurm_state": state, "slurm_job_id": job_id, "note": note}
+
+
 def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
     """MFU against the measured matmul ceiling of the cell's precision and, on known GPUs, the datasheet."""
     if "achieved_flops_per_s_per_gpu" not in frame.columns:
@@ -112,7 +134,7 @@ def collect(
             reason = f"{record.get('error_type') or 'exit ' + str(record.get('returncode'))}: {record['error']}"
             rows.append({**pending_row(cell_id, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
         else:
-            rows.append(pending_row(cell_id))
+            rows.append(slurm_row(cell_id, Path(path).parent / JOB_FILE))
     rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]
     frame = pl.DataFrame(rows, schema_overrides=SCHEMA_OVERRIDES, infer_schema_length=None)
     frame = add_mfu(frame, read_json(calibration) if calibration else None)

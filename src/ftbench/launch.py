@@ -1,11 +1,12 @@
 """Run one cell's torchrun job and turn how it ended into a result.
 
-    python -m ftbench.launch --gpus N --timeout-s S [--cpu-memory-mb M] --log LOG -- <train_cell args>
+    python -m ftbench.launch --gpus N [--nodes M] --timeout-s S [--cpu-memory-mb M] --log LOG -- <train_cell args>
 
 - all ranks finished: train_cell wrote metrics.json (status ok);
 - a rank ran out of memory: it left `oom-rank<r>.json` and exited at once, torchrun stopped the others;
   metrics.json gets status "oom" and what was measured before it; exit 0 (a result, not a failure);
-- past the wall-time limit: the whole process group is stopped, metrics.json gets status "timeout"; exit 0;
+- past the wall-time limit (the cell's own, or the Slurm job's end less a margin, whichever comes first): the
+  whole process group is stopped, metrics.json gets status "timeout"; exit 0;
 - anything else (a crash, a killed rank, a collective timeout): failure.json beside the (absent) metrics.json
   keeps the exception and each rank's last log lines, and the job fails so Snakemake retries or re-runs it.
 """
@@ -22,12 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+from ftbench import slurm
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json
 
 STATUS_OOM, STATUS_TIMEOUT, STATUS_FAILED = "oom", "timeout", "failed"
 FAILURE_FILE = "failure.json"
-MARKERS = ("oom-rank*.json", "error-rank*.json", FAILURE_FILE)
+JOB_FILE = "job.json"
+"""Where and when the cell's job ran (the Slurm job id): how a job Slurm killed is traced afterwards."""
+MARKERS = ("oom-rank*.json", "error-rank*.json", FAILURE_FILE, JOB_FILE)
 LOG_TAIL_LINES = 40
 KILL_GRACE_S = 10
 
@@ -77,7 +81,18 @@ def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) 
     return "RankDied", f"torchrun exited with {returncode}"
 
 
-def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0) -> int:
+def deadline(timeout_s: float, slurm_left_s: float | None) -> tuple[float, str]:
+    """The wall time this cell may take and whose limit it is ("cell" or "slurm"); 0: none."""
+    if slurm_left_s is not None:
+        slurm_s = max(slurm_left_s - slurm.RESULT_MARGIN_S - KILL_GRACE_S, 1.0)
+        if not timeout_s or slurm_s < timeout_s:
+            return slurm_s, "slurm"
+    return timeout_s, "cell"
+
+
+def run(
+    gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0, nodes: int = 1
+) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True)
     parser.add_argument("--out", required=True, type=Path)
@@ -91,16 +106,10 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     env = dict(os.environ)
     if cpu_memory_mb:
         env["FTBENCH_CPU_MEMORY_GB"] = str(cpu_memory_mb / 1024)
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc-per-node={gpus}",
-        "-m",
-        "ftbench.train_cell",
-        *train_args,
-    ]
+    timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
+    atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job()})
+    cmd = [*slurm.torchrun_command(sys.executable, gpus, nodes, env), "-m", "ftbench.train_cell", *train_args]
+    print("ftbench.launch:", " ".join(cmd[:12]), "...", flush=True)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)
     try:
@@ -113,6 +122,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
                 **cell_fields(spec),
                 "status": STATUS_TIMEOUT,
                 "timeout_s": timeout_s,
+                "timeout_by": limited_by,
                 "elapsed_s": time.monotonic() - start,
                 "config": spec,
             },
@@ -158,12 +168,13 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     split = argv.index("--")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gpus", type=int, required=True, help="processes (GPUs) on this node")
+    parser.add_argument("--gpus", type=int, required=True, help="processes (GPUs) of the cell, all nodes")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes the GPUs span (one torchrun per node)")
     parser.add_argument("--timeout-s", type=float, default=0, help="wall-time limit of the cell; 0: none")
     parser.add_argument("--cpu-memory-mb", type=int, default=0, help="per-rank memory budget on CPU; 0: none")
     parser.add_argument("--log", type=Path, required=True, help="the job's log (for the failure record)")
     args = parser.parse_args(argv[:split])
-    sys.exit(run(args.gpus, args.timeout_s, args.log, argv[split + 1 :], args.cpu_memory_mb))
+    sys.exit(run(args.gpus, args.timeout_s, args.log, argv[split + 1 :], args.cpu_memory_mb, args.nodes))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ dry-run listing and the tests all call it.
 
 from __future__ import annotations
 
+import fnmatch
 import itertools
 from dataclasses import dataclass, field
 
 from ftbench.config import STRATEGY_TRAITS, Cell, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
+from ftbench.slurm import geometry
 
 
 @dataclass
@@ -17,6 +19,8 @@ class Plan:
     cells: list[Cell] = field(default_factory=list)
     pruned: list[tuple[Cell, str]] = field(default_factory=list)
     """Cells left out on purpose, each with its reason."""
+    selected: list[Cell] = field(default_factory=list)
+    """The cells this invocation runs (config `select`); the others keep what is on disk."""
 
 
 def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
@@ -77,14 +81,6 @@ def _global_batch(config: dict, model: dict, strategy: str, gpus: int, bs: int) 
     return gbs
 
 
-def _check_geometry(gpus: int, gpus_per_node: int) -> None:
-    if gpus > gpus_per_node and gpus % gpus_per_node:
-        raise ConfigError(
-            f"matrix.gpus: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
-            f"above one node use a multiple of {gpus_per_node}"
-        )
-
-
 def plan(config: dict) -> Plan:
     """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len)."""
     _check_models(config)
@@ -101,7 +97,7 @@ def plan(config: dict) -> Plan:
             matrix.get("precision", ["fp32"]),
             matrix["seq_len"],
         ):
-            _check_geometry(gpus, gpus_per_node)
+            geometry(gpus, gpus_per_node)  # refuses a count that does not fill whole nodes
             if max_pos is not None and seq > max_pos:
                 raise ConfigError(
                     f"matrix.seq_len: {seq} exceeds models[{model['name']}].architecture.max_positions={max_pos}"
@@ -123,6 +119,12 @@ def plan(config: dict) -> Plan:
                 result.cells.append(cell)
     if not result.cells:
         raise ConfigError("matrix: every cell was pruned; nothing to run")
+    patterns = config.get("select") or ["*"]
+    result.selected = [c for c in result.cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    if not result.selected:
+        raise ConfigError(
+            f"select: {patterns} match none of the {len(result.cells)} cells (ids look like {result.cells[0].id!r})"
+        )
     return result
 
 

@@ -1,0 +1,12 @@
+# `snakemake preview`: the cells, nodes and GPU-hours a sweep asks for, before anything is submitted.
+# No output: it runs each time it is asked for, on the submitting host, and is never part of `all`.
+rule preview:
+    localrule: True
+    params:
+        selected=PLAN.selected,
+        pruned=PLAN.pruned,
+        hardware=config["hardware"],
+        timeout_s=config["limits"]["cell_timeout_s"],
+        run_dir=RUN_DIR,
+    script:
+        "../scripts/preview.py"

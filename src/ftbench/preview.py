@@ -1,0 +1,37 @@
+"""What a sweep asks of the cluster, before anything is submitted: cells, nodes, GPUs and GPU-hours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftbench.config import Cell
+from ftbench.slurm import geometry, runtime_min
+
+
+def render(
+    selected: list[Cell], pruned: list[tuple[Cell, str]], hardware: dict, timeout_s: int, run_dir: str | Path
+) -> str:
+    """A markdown table of the selected cells (done ones cost nothing) and the totals at the time limits."""
+    limit_h = runtime_min(timeout_s) / 60
+    lines = [
+        "| cell | nodes x GPUs | time limit (h) | GPU-hours at limit | state |",
+        "|---|---|---|---|---|",
+    ]
+    todo_gpu_h, todo, peak_nodes = 0.0, 0, 0
+    for cell in selected:
+        shape = geometry(cell.gpus, hardware["gpus_per_node"])
+        done = (Path(run_dir) / "runs" / cell.id / "metrics.json").exists()
+        gpu_h = cell.gpus * limit_h
+        if not done:
+            todo, todo_gpu_h, peak_nodes = todo + 1, todo_gpu_h + gpu_h, max(peak_nodes, shape.nodes)
+        lines.append(
+            f"| {cell.id} | {shape.nodes} x {shape.gpus_per_node} | {limit_h:.2f} | {gpu_h:.2f} | "
+            f"{'done' if done else 'to run'} |"
+        )
+    lines += [
+        "",
+        f"{todo} of {len(selected)} selected cells to run ({len(pruned)} pruned), largest job {peak_nodes} "
+        f"node(s); at most {todo_gpu_h:.1f} GPU-hours "
+        f"(every cell at its limit: limits.cell_timeout_s={timeout_s} s + start-up slack).",
+    ]
+    return "\n".join(lines) + "\n"
