@@ -1,7 +1,6 @@
 
 
 rule aggregate_metrics:
-    localrule: True  # seconds of work on the submitting host; never queued
     input:
         metrics=[metrics_file(cell_id) for cell_id in SELECTED],
         calibration=f"{RUN_DIR}/calibration.json",
@@ -12,6 +11,7 @@ rule aggregate_metrics:
         f"logs/{RUN}/aggregate_metrics.log",
     benchmark:
         f"logs/{RUN}/benchmarks/aggregate_metrics.tsv"
+    localrule: True  # seconds of work on the submitting host; never queued
     conda:
         "../envs/analysis.yaml"
     params:

@@ -24,7 +24,9 @@ PLAN = plan(
     config
 )  # the matrix, pruned and checked: a ConfigError stops here, before any job
 CELLS = {cell.id: cell for cell in PLAN.cells}
-SELECTED = [cell.id for cell in PLAN.selected]  # config `select`: the cells this invocation runs
+SELECTED = [
+    cell.id for cell in PLAN.selected
+]  # config `select`: the cells this invocation runs
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"

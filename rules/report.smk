@@ -3,7 +3,6 @@
 
 
 rule render_report:
-    localrule: True  # seconds of work on the submitting host; never queued
     input:
         summary=f"{RUN_DIR}/summary.csv",
         readme=config["report"]["readme"],
@@ -14,6 +13,7 @@ rule render_report:
         f"logs/{RUN}/render_report.log",
     benchmark:
         f"logs/{RUN}/benchmarks/render_report.tsv"
+    localrule: True  # seconds of work on the submitting host; never queued
     conda:
         "../envs/analysis.yaml"
     params:

@@ -90,9 +90,7 @@ def deadline(timeout_s: float, slurm_left_s: float | None) -> tuple[float, str]:
     return timeout_s, "cell"
 
 
-def run(
-    gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0, nodes: int = 1
-) -> int:
+def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0, nodes: int = 1) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True)
     parser.add_argument("--out", required=True, type=Path)
@@ -107,7 +105,7 @@ def run(
     if cpu_memory_mb:
         env["FTBENCH_CPU_MEMORY_GB"] = str(cpu_memory_mb / 1024)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
-    atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job()})
+    atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
     cmd = [*slurm.torchrun_command(sys.executable, gpus, nodes, env), "-m", "ftbench.train_cell", *train_args]
     print("ftbench.launch:", " ".join(cmd[:12]), "...", flush=True)
     start = time.monotonic()

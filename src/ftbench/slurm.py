@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from ftbench.config import ConfigError
@@ -79,27 +80,32 @@ def job_resources(hardware: dict, gpus: int, runtime: int) -> dict:
     }
 
 
-def _first_host(nodelist: str) -> str:
+def _query(*cmd: str) -> str:
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+
+
+def job_nodelist(env: dict[str, str]) -> str:
+    """The job's nodes ("n[1-2]"). The jobstep plugin strips SLURM_* but the job id, so squeue is asked."""
+    return env.get("SLURM_JOB_NODELIST") or _query("squeue", "-h", "-j", env["SLURM_JOB_ID"], "-o", "%N")
+
+
+def first_host(nodelist: str) -> str:
     if shutil.which("scontrol"):
-        out = subprocess.run(
-            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True, check=True
-        ).stdout
-        return out.split()[0]
+        return _query("scontrol", "show", "hostnames", nodelist).split()[0]
     return re.split(r"[,\[]", nodelist)[0]  # "node" or "node[01-04]": without scontrol, the plain prefix
 
 
 def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str]) -> list[str]:
     """torchrun on one node (standalone), or under Slurm one torchrun per node through `srun` with a c10d
     rendezvous on the first node and a port derived from the job id."""
-    torchrun = [python, "-m", "torch.distributed.run"]
     if nodes == 1:
-        return [*torchrun, "--standalone", f"--nproc-per-node={gpus}"]
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
     job = env.get("SLURM_JOB_ID")
     if not job:
         raise RuntimeError(
             f"a {gpus}-GPU cell spans {nodes} nodes: run it under Slurm (snakemake --profile profiles/slurm)"
         )
-    host = _first_host(env["SLURM_JOB_NODELIST"])
+    host = first_host(job_nodelist(env))
     port = RDZV_PORT_BASE + int(job) % RDZV_PORT_SPAN
     return [
         "srun",
@@ -107,7 +113,9 @@ def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str]) ->
         f"--nodes={nodes}",
         f"--ntasks={nodes}",
         "--ntasks-per-node=1",
-        *torchrun,
+        python,
+        "-m",
+        "ftbench.slurm",  # node_torchrun, on each node
         f"--nnodes={nodes}",
         f"--nproc-per-node={gpus // nodes}",
         "--rdzv-backend=c10d",
@@ -149,7 +157,26 @@ def job_state(job_id: str) -> str | None:
     return states[0].split()[0] if proc.returncode == 0 and states else None
 
 
-def current_job() -> dict:
+def current_job(env: dict[str, str]) -> dict:
     """The Slurm job this process runs in, for the cell's job record ({} outside Slurm)."""
-    keys = {"SLURM_JOB_ID": "job_id", "SLURM_JOB_NODELIST": "nodelist", "SLURM_JOB_NUM_NODES": "nodes"}
-    return {name: os.environ[key] for key, name in keys.items() if key in os.environ}
+    if "SLURM_JOB_ID" not in env:
+        return {}
+    return {"job_id": env["SLURM_JOB_ID"], "nodelist": job_nodelist(env)}
+
+
+def node_torchrun(argv: list[str]) -> None:
+    """torchrun on one node of a multi-node job, told whether it hosts the rendezvous store (node 0) and by
+    which name the other nodes reach it.
+
+    torchrun guesses both from this machine's hostname, which fails wherever Slurm's node names are not the
+    hostnames (or the hostname resolves to loopback); Slurm's node id and node name are never wrong."""
+    is_host = int(os.environ.get("SLURM_NODEID", "0") == "0")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--rdzv-conf=is_host={is_host}"]
+    if "SLURMD_NODENAME" in os.environ:  # the address the other nodes reach this one by (else its FQDN)
+        torchrun.append(f"--local-addr={os.environ['SLURMD_NODENAME']}")
+    torchrun += argv
+    os.execv(sys.executable, torchrun)
+
+
+if __name__ == "__main__":
+    node_torchrun(sys.argv[1:])
