@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
+from ftbench import slurm
 from ftbench.config import parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
-from ftbench import slurm
 from ftbench.launch import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
 
