@@ -1,7 +1,12 @@
 # `snakemake preview`: the cells, nodes and GPU-hours a sweep asks for, before anything is submitted.
 # No output: it runs each time it is asked for, on the submitting host, and is never part of `all`.
+# The table is printed and kept in its log.
 rule preview:
+    log:
+        f"logs/{RUN}/preview.md",
     localrule: True
+    conda:
+        "../envs/analysis.yaml"
     params:
         selected=PLAN.selected,
         pruned=PLAN.pruned,

@@ -1,12 +1,14 @@
-# Shim for preview: print what the sweep asks of the cluster (nothing is submitted).
+# Shim for preview: print what the sweep asks of the cluster (nothing is submitted) and keep it in the log.
+from pathlib import Path
+
 from ftbench import preview
 
-print(
-    preview.render(
-        snakemake.params.selected,
-        snakemake.params.pruned,
-        snakemake.params.hardware,
-        snakemake.params.timeout_s,
-        snakemake.params.run_dir,
-    )
+text = preview.render(
+    snakemake.params.selected,
+    snakemake.params.pruned,
+    snakemake.params.hardware,
+    snakemake.params.timeout_s,
+    snakemake.params.run_dir,
 )
+Path(snakemake.log[0]).write_text(text)
+print(text)

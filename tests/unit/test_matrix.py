@@ -145,3 +145,16 @@ def test_schema_strategies_match_the_registry_and_traits(repo):
     schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
     enum = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
     assert set(enum) == set(STRATEGIES) == set(STRATEGY_TRAITS)
+
+
+def test_select_runs_a_subset_and_keeps_the_whole_plan(test_config):
+    test_config["select"] = ["*/2gpu/*"]
+    result = plan(test_config)
+    assert [c.id for c in result.selected] == ["tiny-llama/ddp/2gpu/full-fp32-bs2-seq64"]
+    assert len(result.cells) == 2  # the tables still list every cell
+
+
+def test_select_matching_nothing_is_refused_with_an_example_id(test_config):
+    test_config["select"] = ["llama-7b/*"]
+    with pytest.raises(ConfigError, match=r"select: \['llama-7b/\*'\] match none of the 2 cells .*tiny-llama/ddp/1gpu"):
+        plan(test_config)

@@ -1,0 +1,20 @@
+from ftbench.config import Cell
+from ftbench.preview import render
+
+HW = {"gpus_per_node": 8}
+
+
+def cell(gpus):
+    return Cell("m", "ddp", gpus, "full", "bf16", 4, 1024, 4 * gpus)
+
+
+def test_preview_counts_nodes_and_gpu_hours_of_cells_still_to_run(tmp_path):
+    done = tmp_path / "runs" / cell(8).id / "metrics.json"
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    text = render([cell(8), cell(16), cell(32)], [(cell(3), "why")], HW, 3000, tmp_path)
+    assert f"| {cell(16).id} | 2 x 8 | 1.00 | 16.00 | to run |" in text
+    assert f"| {cell(32).id} | 4 x 8 | 1.00 | 32.00 | to run |" in text
+    assert f"| {cell(8).id} | 1 x 8 | 1.00 | 8.00 | done |" in text
+    # 60 min = 50 min cell limit + 10 min start-up; the done cell costs nothing
+    assert "2 of 3 selected cells to run (1 pruned), largest job 4 node(s); at most 48.0 GPU-hours" in text
