@@ -200,3 +200,12 @@ def test_slurm_timeout_of_a_job_becomes_a_timeout_row(cluster, tmp_path):
     assert slurm.job_state(job_id) == "TIMEOUT"
     row = aggregate.slurm_row(cell("tiny-llama", 1), cell_dir / "job.json")
     assert row["status"] == "timeout" and row["slurm_state"] == "TIMEOUT" and "time limit" in row["note"]
+
+
+def test_a_job_knows_its_time_left(cluster, tmp_path):
+    """What the launcher's deadline reads inside a job: squeue's time left for the job's own id."""
+    probe = "import os; from ftbench import slurm; print(slurm.job_time_left(dict(os.environ)))"
+    out = subprocess.run(
+        ["srun", "-A", "root", "-t", "5", sys.executable, "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    assert 240 <= float(out) <= 300
