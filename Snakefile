@@ -14,8 +14,11 @@ include: "rules/sources.smk"
 include: "rules/tokcache.smk"
 include: "rules/calibrate.smk"
 include: "rules/train.smk"
+include: "rules/repeats.smk"
 include: "rules/aggregate.smk"
+include: "rules/charts.smk"
 include: "rules/report.smk"
+include: "rules/compare.smk"
 include: "rules/preview.smk"
 
 

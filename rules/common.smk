@@ -17,22 +17,27 @@ from ftbench.config import (
 )
 from ftbench.matrix import job_spec, plan
 from ftbench.slurm import job_resources, runtime_min
+from ftbench.tables import check_pivots
 from ftbench.sources import Render
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
-PLAN = plan(
-    config
-)  # the matrix, pruned and checked: a ConfigError stops here, before any job
+# the matrix, pruned and checked: a ConfigError stops here, before any job
+PLAN = plan(config)
+check_pivots(config["report"]["pivots"])
 CELLS = {cell.id: cell for cell in PLAN.cells}
-SELECTED = [
-    cell.id for cell in PLAN.selected
-]  # config `select`: the cells this invocation runs
+# config `select`: the cells this invocation runs
+SELECTED = [cell.id for cell in PLAN.selected]
+MODELS = [model["name"] for model in config["models"]]
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
 CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
+REPEATS = config["repeats"]
+# one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)
+TRAIN_DIR = CELL_DIR + ("/repeat-{repeat}" if REPEATS > 1 else "")
 EXTENSIONS_DIR = "resources/torch_extensions"
+CHARTS_DIR = f"{config['report']['docs_dir']}/{RUN}/charts"
 CALIBRATION_TIMEOUT_S = 600
 
 for _cell, _reason in PLAN.pruned:
@@ -45,6 +50,7 @@ wildcard_constraints:
     gpus=r"\d+",
     bs=r"\d+",
     seq=r"\d+",
+    repeat=r"\d+",
 
 
 def one_of(names):
@@ -142,6 +148,19 @@ def train_spec(wildcards):
     return json.dumps(job_spec(config, cell_of(wildcards)), sort_keys=True)
 
 
+def compare_reference(wildcards):
+    """The reference summary of `snakemake compare`: a run_name's summary, or a path to a summary.csv."""
+    reference = config["compare"]["reference"]
+    if not reference:
+        raise ValueError(
+            "compare.reference is not set: give another run_name or a summary.csv path, e.g. "
+            "--config 'compare={reference: cpu-default-old}'"
+        )
+    return (
+        reference if reference.endswith(".csv") else f"results/{reference}/summary.csv"
+    )
+
+
 def rebuild_report():
     """Rebuild summary and README tables from what exists, failed and pending cells included."""
     from ftbench.tables import rebuild
@@ -157,4 +176,6 @@ def rebuild_report():
         readme=config["report"]["readme"],
         tables_md=f"{RUN_DIR}/tables.md",
         run_name=RUN,
+        charts_dir=CHARTS_DIR,
+        pivots=config["report"]["pivots"],
     )

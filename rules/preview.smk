@@ -13,5 +13,6 @@ rule preview:
         hardware=config["hardware"],
         timeout_s=config["limits"]["cell_timeout_s"],
         run_dir=RUN_DIR,
+        repeats=REPEATS,
     script:
         "../scripts/preview.py"

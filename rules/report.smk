@@ -6,6 +6,7 @@ rule render_report:
     input:
         summary=f"{RUN_DIR}/summary.csv",
         readme=config["report"]["readme"],
+        charts=[f"{CHARTS_DIR}/{model}/throughput.png" for model in MODELS],
     output:
         docs_summary=f"{config['report']['docs_dir']}/{RUN}/summary.csv",
         tables=f"{RUN_DIR}/tables.md",
@@ -18,6 +19,8 @@ rule render_report:
         "../envs/analysis.yaml"
     params:
         run_name=RUN,
+        charts_dir=CHARTS_DIR,
+        pivots=config["report"]["pivots"],
     script:
         "../scripts/report.py"
 

@@ -6,11 +6,11 @@ rule train_cell:
     input:
         unpack(train_inputs),
     output:
-        metrics=f"{RUN_DIR}/runs/{CELL_DIR}/metrics.json",
+        metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/metrics.json",
     log:
-        f"logs/{RUN}/train_cell/{CELL_DIR}.log",
+        f"logs/{RUN}/train_cell/{TRAIN_DIR}.log",
     benchmark:
-        f"logs/{RUN}/benchmarks/train_cell/{CELL_DIR}.tsv"
+        f"logs/{RUN}/benchmarks/train_cell/{TRAIN_DIR}.tsv"
     conda:
         "../envs/train.yaml"
     threads: lambda wildcards: int(wildcards.gpus) * config["hardware"]["cpu_threads_per_rank"]

@@ -9,6 +9,7 @@ text = preview.render(
     snakemake.params.hardware,
     snakemake.params.timeout_s,
     snakemake.params.run_dir,
+    snakemake.params.repeats,
 )
 Path(snakemake.log[0]).write_text(text)
 print(text)

@@ -8,4 +8,6 @@ tables.publish(
     readme=snakemake.input.readme,
     tables_md=snakemake.output.tables,
     run_name=snakemake.params.run_name,
+    charts_dir=snakemake.params.charts_dir,
+    pivots=snakemake.params.pivots,
 )

@@ -85,9 +85,15 @@ def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
     }
 
 
-def slurm_row(cell_id: str, job_file: Path) -> dict:
+def job_record(cell_dir: Path, name: str) -> Path | None:
+    """The cell's own `name` file, else the first of its repeats' (runs/<cell>/repeat-<r>/)."""
+    found = [cell_dir / name, *sorted(cell_dir.glob(f"repeat-*/{name}"))]
+    return next((p for p in found if p.exists()), None)
+
+
+def slurm_row(cell_id: str, job_file: Path | None) -> dict:
     """A cell without any record of its own: Slurm's word on its last job (sacct), else pending."""
-    job_id = read_json(job_file).get("slurm", {}).get("job_id") if job_file.exists() else None
+    job_id = read_json(job_file).get("slurm", {}).get("job_id") if job_file and job_file.exists() else None
     state = slurm.job_state(job_id) if job_id else None
     if state not in SLURM_STATES:
         return pending_row(cell_id)
@@ -125,16 +131,16 @@ def collect(
     `pruned` row per pruned cell with its reason in `note`."""
     rows = []
     for cell_id, path in zip(cell_ids, metrics_files, strict=True):
-        failure = Path(path).parent / FAILURE_FILE
+        failure = job_record(Path(path).parent, FAILURE_FILE)
         if Path(path).exists():
             with open(path, encoding="utf-8") as f:
                 rows.append(flatten(json.load(f)))
-        elif failure.exists():  # the job died; its declared output is gone, the reason stayed beside it
+        elif failure:  # the job died; its declared output is gone, the reason stayed beside it
             record = read_json(failure)
             reason = f"{record.get('error_type') or 'exit ' + str(record.get('returncode'))}: {record['error']}"
             rows.append({**pending_row(cell_id, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
         else:
-            rows.append(slurm_row(cell_id, Path(path).parent / JOB_FILE))
+            rows.append(slurm_row(cell_id, job_record(Path(path).parent, JOB_FILE)))
     rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]
     frame = pl.DataFrame(rows, schema_overrides=SCHEMA_OVERRIDES, infer_schema_length=None)
     frame = add_mfu(frame, read_json(calibration) if calibration else None)

@@ -6,6 +6,7 @@ pending, pruned) are never dropped silently: they are named in the chart's subti
 
 from __future__ import annotations
 
+import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,22 @@ class Kind:
     axis: str
 
 
+TABLE_COLUMNS = [
+    "cell_id",
+    "gpus",
+    "strategy",
+    "method",
+    "precision",
+    "seq_len",
+    "status",
+    "train_tokens_per_s",
+    "scaling_efficiency",
+    "peak_memory_gb",
+    "mfu_measured",
+    "eval_loss",
+]
+"""The model's table in the Snakemake report."""
+
 KINDS = [
     Kind("throughput", "Training throughput", "train_tokens_per_s", "train tokens/s"),
     Kind("scaling", "Scaling efficiency", "scaling_efficiency", "tokens/s per GPU vs the fewest GPUs"),
@@ -39,7 +56,10 @@ KINDS = [
 
 
 def with_scaling(frame: pl.DataFrame) -> pl.DataFrame:
-    """Add `scaling_efficiency`: tokens/s per GPU over that of the smallest GPU count of the same line."""
+    """Add `scaling_efficiency`: tokens/s per GPU over that of the smallest GPU count of the same line.
+    A summary without a metric yet (every cell pending or failed) gets it as an empty column."""
+    absent = [k.column for k in KINDS if k.column not in frame.columns and k.column != "scaling_efficiency"]
+    frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in absent)
     per_gpu = pl.col("train_tokens_per_s") / pl.col("gpus")
     ok = pl.col("status") == "ok"
     base = (
@@ -52,11 +72,11 @@ def with_scaling(frame: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns((per_gpu / pl.col("_base_per_gpu")).alias("scaling_efficiency")).drop("_base_per_gpu")
 
 
-def line_label(frame: pl.DataFrame) -> pl.DataFrame:
-    """One legend entry per line: the strategy, plus method/precision/seq when the run varies them."""
+def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
+    """`variant`: the method/precision/seq_len a run varies besides the strategy (one panel each)."""
     varying = [c for c in ("method", "precision", "seq_len") if frame.get_column(c).n_unique() > 1]
-    parts = [pl.col("strategy")] + [pl.col(c).cast(pl.String) for c in varying]
-    return frame.with_columns(pl.concat_str(parts, separator=" ").alias("line"))
+    parts = [pl.col(c).cast(pl.String) for c in varying] or [pl.lit("")]
+    return frame.with_columns(pl.concat_str(parts, separator=" ").alias("variant"))
 
 
 def not_plotted(frame: pl.DataFrame, column: str) -> list[str]:
@@ -65,28 +85,48 @@ def not_plotted(frame: pl.DataFrame, column: str) -> list[str]:
     return [f"{c} ({s})" for c, s in missing.select("cell_id", "status").iter_rows()]
 
 
+def missing_summary(missing: list[str]) -> str:
+    """ "not plotted: 3 cells (2 oom, 1 pruned)": the chart's subtitle; the README lists them by name."""
+    if not missing:
+        return ""
+    counts: dict[str, int] = {}
+    for entry in missing:
+        status = entry.rsplit("(", 1)[1].rstrip(")")
+        counts[status] = counts.get(status, 0) + 1
+    detail = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    return f"not plotted: {len(missing)} cell(s) ({detail})"
+
+
 def chart(frame: pl.DataFrame, kind: Kind, model: str) -> alt.Chart:
-    """One model's chart of one kind."""
-    rows = line_label(frame.filter(pl.col("model") == model))
+    """One model's chart of one kind: a panel per variant (method, precision, seq_len) when the run has
+    several, one line (or bar) per strategy."""
+    rows = with_variant(frame.filter(pl.col("model") == model))
     plotted = rows.filter((pl.col("status") == "ok") & pl.col(kind.column).is_not_null())
-    missing = not_plotted(rows, kind.column)
-    subtitle = f"not plotted: {', '.join(missing)}" if missing else ""
-    data = plotted.select("cell_id", "line", "gpus", "status", kind.column).to_dicts()
-    base = alt.Chart(alt.Data(values=data)).properties(
-        title=alt.TitleParams(f"{model}: {kind.title}", subtitle=subtitle), width=360, height=220
-    )
+    spread = [c for c in (f"{kind.column}_min", f"{kind.column}_max") if c in plotted.columns]
+    data = plotted.select("cell_id", "strategy", "variant", "gpus", "status", kind.column, *spread).to_dicts()
     y = alt.Y(f"{kind.column}:Q", title=kind.axis)
     tooltip = ["cell_id:N", "status:N", alt.Tooltip(f"{kind.column}:Q", format=",.3~f")]
     if kind.name in ("throughput", "scaling"):
-        x = alt.X("gpus:O", title="GPUs")
-        return base.mark_line(point=True).encode(x=x, y=y, color=alt.Color("line:N", title="strategy"), tooltip=tooltip)
-    return base.mark_bar().encode(
-        x=alt.X("line:N", title="strategy"),
-        xOffset="gpus:O",
-        y=y,
-        color=alt.Color("gpus:O", title="GPUs"),
-        tooltip=tooltip,
-    )
+        base = alt.Chart(alt.Data(values=data))
+        x = alt.X("gpus:O", title="GPUs", axis=alt.Axis(labelAngle=0))
+        encoded = base.mark_line(point=True).encode(x=x, y=y, color="strategy:N", tooltip=tooltip)
+        if len(spread) == 2 and plotted.get_column(spread[0]).is_not_null().any():  # repeats: min-max error bars
+            bars = base.mark_errorbar().encode(x=x, y=alt.Y(f"{spread[0]}:Q", title=kind.axis), y2=f"{spread[1]}:Q")
+            encoded = alt.layer(encoded, bars.encode(color="strategy:N"))
+    else:
+        mark = alt.Chart(alt.Data(values=data)).mark_bar()
+        encoded = mark.encode(
+            x=alt.X("strategy:N", title=None),
+            xOffset="gpus:O",
+            y=y,
+            color=alt.Color("gpus:O", title="GPUs"),
+            tooltip=tooltip,
+        )
+    encoded = encoded.properties(width=260, height=200)
+    if rows.get_column("variant").n_unique() > 1:
+        encoded = encoded.facet(column=alt.Column("variant:N", title=None))
+    title = alt.TitleParams(f"{model}: {kind.title}", subtitle=missing_summary(not_plotted(rows, kind.column)))
+    return encoded.properties(title=title)
 
 
 def chart_path(out_dir: str | Path, model: str, kind: str, fmt: str) -> Path:
@@ -103,14 +143,24 @@ def save(spec: alt.Chart, stem: Path) -> None:
     atomic_write_text(stem.with_suffix(".html"), spec.to_html())
 
 
-def render_all(frame: pl.DataFrame, out_dir: str | Path) -> list[Path]:
-    """Every chart of every model of the summary; returns the PNG paths."""
+def render_model(frame: pl.DataFrame, model: str, out_dir: str | Path) -> list[Path]:
+    """Every chart of one model (PNG, SVG, HTML each) and its rows as table.csv; returns the PNG paths."""
     frame = with_scaling(frame)
     pngs = []
-    for model in frame.get_column("model").unique(maintain_order=True):
-        for kind in KINDS:
-            stem = chart_path(out_dir, model, kind.name, "png").with_suffix("")
-            save(chart(frame, kind, model), stem)
-            pngs.append(stem.with_suffix(".png"))
-    log.info("wrote %d charts under %s", len(pngs), out_dir)
+    for kind in KINDS:
+        stem = chart_path(out_dir, model, kind.name, "png").with_suffix("")
+        save(chart(frame, kind, model), stem)
+        pngs.append(stem.with_suffix(".png"))
+    buf = io.BytesIO()
+    frame.filter(pl.col("model") == model).select(c for c in TABLE_COLUMNS if c in frame.columns).write_csv(buf)
+    atomic_write_bytes(Path(out_dir) / model / "table.csv", buf.getvalue())
+    log.info("wrote the charts of %s under %s", model, out_dir)
     return pngs
+
+
+def render_all(frame: pl.DataFrame, out_dir: str | Path) -> list[Path]:
+    return [
+        png
+        for model in frame.get_column("model").unique(maintain_order=True)
+        for png in render_model(frame, model, out_dir)
+    ]

@@ -9,9 +9,15 @@ from ftbench.slurm import geometry, runtime_min
 
 
 def render(
-    selected: list[Cell], pruned: list[tuple[Cell, str]], hardware: dict, timeout_s: int, run_dir: str | Path
+    selected: list[Cell],
+    pruned: list[tuple[Cell, str]],
+    hardware: dict,
+    timeout_s: int,
+    run_dir: str | Path,
+    repeats: int = 1,
 ) -> str:
-    """A markdown table of the selected cells (done ones cost nothing) and the totals at the time limits."""
+    """A markdown table of the selected cells (done ones cost nothing) and the totals at the time limits;
+    with repeats each cell is that many jobs."""
     limit_h = runtime_min(timeout_s) / 60
     lines = [
         "| cell | nodes x GPUs | time limit (h) | GPU-hours at limit | state |",
@@ -21,7 +27,7 @@ def render(
     for cell in selected:
         shape = geometry(cell.gpus, hardware["gpus_per_node"])
         done = (Path(run_dir) / "runs" / cell.id / "metrics.json").exists()
-        gpu_h = cell.gpus * limit_h
+        gpu_h = cell.gpus * limit_h * repeats
         if not done:
             todo, todo_gpu_h, peak_nodes = todo + 1, todo_gpu_h + gpu_h, max(peak_nodes, shape.nodes)
         lines.append(
@@ -31,7 +37,7 @@ def render(
     lines += [
         "",
         f"{todo} of {len(selected)} selected cells to run ({len(pruned)} pruned), largest job {peak_nodes} "
-        f"node(s); at most {todo_gpu_h:.1f} GPU-hours "
+        f"node(s); at most {todo_gpu_h:.1f} GPU-hours{f' ({repeats} repeats each)' if repeats > 1 else ''} "
         f"(every cell at its limit: limits.cell_timeout_s={timeout_s} s + start-up slack).",
     ]
     return "\n".join(lines) + "\n"

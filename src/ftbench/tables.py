@@ -5,11 +5,14 @@ same summary renders the same bytes."""
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import polars as pl
 
 from ftbench import aggregate
+from ftbench.charts import KINDS, not_plotted, render_all
+from ftbench.config import ConfigError
 from ftbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -59,8 +62,17 @@ COLUMNS = [
 ]
 
 
+def _cell(record: dict, column: str, fmt) -> str:
+    """A value; with repeats its spread as ± half the range of the runs, relative to the median."""
+    text = fmt(record.get(column))
+    low, high, value = record.get(f"{column}_min"), record.get(f"{column}_max"), record.get(column)
+    if (record.get("repeats") or 1) > 1 and None not in (low, high) and value:
+        text += f" ±{50 * (high - low) / value:.1f}%"
+    return text
+
+
 def _row(record: dict) -> str:
-    return "| " + " | ".join(fmt(record.get(col)) for _, col, fmt in COLUMNS) + " |"
+    return "| " + " | ".join(_cell(record, col, fmt) for _, col, fmt in COLUMNS) + " |"
 
 
 def short_commit(commit: str) -> str:
@@ -83,15 +95,65 @@ def provenance_line(frame: pl.DataFrame) -> str:
     )
 
 
-def render(frame: pl.DataFrame) -> str:
-    """Markdown for every model of the summary, in the summary's order."""
+def charts_block(rows: pl.DataFrame, model: str, charts_rel: str) -> str:
+    """The model's charts under its table: PNGs inline, each linking its interactive HTML; the cells the
+    charts cannot show are named."""
+    links = [f"[![{k.title}]({charts_rel}/{model}/{k.name}.png)]({charts_rel}/{model}/{k.name}.html)" for k in KINDS]
+    missing = not_plotted(rows, "train_tokens_per_s")
+    return "\n".join(links) + (f"\n\nNot in the charts: {', '.join(missing)}." if missing else "")
+
+
+PIVOT_COLUMNS = set(aggregate.FRONT_COLUMNS)
+
+
+def check_pivots(pivots: list[dict]) -> None:
+    """Refuse a pivot naming a column the summary does not have, before anything runs."""
+    for i, pivot in enumerate(pivots):
+        for key in ("rows", "columns", "value", "filter"):
+            names = pivot.get(key) or []
+            for name in [names] if isinstance(names, str) else names:
+                if name not in PIVOT_COLUMNS:
+                    raise ConfigError(
+                        f"report.pivots[{i}].{key}: {name!r} is not a summary column; "
+                        f"use one of {', '.join(sorted(PIVOT_COLUMNS))}"
+                    )
+
+
+def pivot_table(frame: pl.DataFrame, pivot: dict) -> str:
+    """A declared pivot (rows x columns of one value) as markdown; missing combinations show "—"."""
+    rows = frame.filter(pl.col("status") == "ok")
+    for column, values in (pivot.get("filter") or {}).items():
+        rows = rows.filter(pl.col(column).is_in(values))
+    title = f"#### {pivot['title']}"
+    if rows.is_empty():
+        return f"{title}\n\nno ok cells match this table's filter"
+    keys, on, value = pivot["rows"], pivot["columns"], pivot["value"]
+    wide = rows.sort(on).pivot(on=on, index=keys, values=value, aggregate_function="median", sort_columns=True)
+    heads = [c for c in wide.columns if c not in keys]
+    digits = pivot.get("digits", 0)
+    lines = [
+        "| " + " | ".join([*keys, *(f"{on} {h}" for h in heads)]) + " |",
+        "|" + "|".join("---" for _ in [*keys, *heads]) + "|",
+    ]
+    for record in wide.iter_rows(named=True):
+        cells = [str(record[k]) for k in keys] + [_fmt(record[h], digits, thousands=True) for h in heads]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join([title, "", *lines, "", f"{value} (median of ok cells)."])
+
+
+def render(frame: pl.DataFrame, charts_rel: str | None = None, pivots: list[dict] = ()) -> str:
+    """Markdown for every model of the summary, in the summary's order: its table, the provenance of its
+    rows and (when `charts_rel` is given, relative to the README) its charts; then the declared pivots."""
     parts = []
     for model in frame.get_column("model").unique(maintain_order=True):
-        rows = frame.filter(pl.col("model") == model).to_dicts()
+        model_rows = frame.filter(pl.col("model") == model)
         header = "| " + " | ".join(h for h, _, _ in COLUMNS) + " |"
         rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        parts.append("\n".join([f"#### {model}", "", header, rule, *map(_row, rows)]))
-    parts.append(provenance_line(frame))
+        table = "\n".join([f"#### {model}", "", header, rule, *map(_row, model_rows.to_dicts())])
+        parts += [table, provenance_line(model_rows)]
+        if charts_rel is not None:
+            parts.append(charts_block(model_rows, model, charts_rel))
+    parts += [pivot_table(frame, pivot) for pivot in pivots]
     return "\n\n".join(parts) + "\n"
 
 
@@ -111,10 +173,20 @@ def splice(text: str, block: str, run_name: str) -> str:
     return f"{head}{BEGIN}\n{block}{END}{tail}"
 
 
-def publish(summary_csv, docs_summary, readme, tables_md, run_name: str) -> None:
+def charts_relative(charts_dir: str | Path | None, readme: str | Path) -> str | None:
+    return None if charts_dir is None else os.path.relpath(charts_dir, Path(readme).parent or ".")
+
+
+def render_docs(docs_summary, readme, charts_dir=None, pivots=()) -> str:
+    """The block a README shows for a run: always rendered from the committed docs/ copy of the summary."""
+    frame = pl.read_csv(docs_summary, infer_schema_length=None)
+    return render(frame, charts_relative(charts_dir, readme), pivots)
+
+
+def publish(summary_csv, docs_summary, readme, tables_md, run_name: str, charts_dir=None, pivots=()) -> None:
     """Copy the summary under docs/, render the tables from that copy, splice them into the README."""
     atomic_write_bytes(docs_summary, Path(summary_csv).read_bytes())
-    block = render(pl.read_csv(docs_summary, infer_schema_length=None))
+    block = render_docs(docs_summary, readme, charts_dir, pivots)
     readme = Path(readme)
     old = readme.read_text(encoding="utf-8")
     new = splice(old, block, run_name)
@@ -124,9 +196,25 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str) -> None
     atomic_write_text(tables_md, block)
 
 
-def rebuild(cells, metrics_files, pruned, calibration, parquet, csv, docs_summary, readme, tables_md, run_name):
-    """Summary and README tables from whatever results exist (the onerror handler after --keep-going):
-    failed cells show as failed, cells that never ran as pending."""
+def rebuild(
+    cells,
+    metrics_files,
+    pruned,
+    calibration,
+    parquet,
+    csv,
+    docs_summary,
+    readme,
+    tables_md,
+    run_name,
+    charts_dir=None,
+    pivots=(),
+):
+    """Summary, charts and README tables from whatever results exist (the onerror handler after
+    --keep-going): failed cells show as failed, cells that never ran as pending."""
     calibration = calibration if Path(calibration).exists() else None
-    aggregate.write(aggregate.collect(cells, metrics_files, pruned, calibration), parquet=parquet, csv=csv)
-    publish(csv, docs_summary, readme, tables_md, run_name)
+    frame = aggregate.collect(cells, metrics_files, pruned, calibration)
+    aggregate.write(frame, parquet=parquet, csv=csv)
+    if charts_dir is not None:
+        render_all(pl.read_csv(csv, infer_schema_length=None), charts_dir)
+    publish(csv, docs_summary, readme, tables_md, run_name, charts_dir, pivots)

@@ -86,6 +86,7 @@ def test_crash_from_bad_input_fails_one_cell_and_only_it_reruns(tmp_path, raw_te
     assert job_counts(run_snakemake(work, "-n").stdout) == {
         "train_cell": 1,
         "aggregate_metrics": 1,
+        "render_charts": 2,
         "render_report": 1,
         "all": 1,
     }
@@ -143,6 +144,7 @@ def test_sigkill_of_one_rank_ends_the_cell_fast_and_only_it_reruns(tmp_path, raw
     assert job_counts(run_snakemake(work, "-n").stdout) == {
         "train_cell": 1,
         "aggregate_metrics": 1,
+        "render_charts": 2,
         "render_report": 1,
         "all": 1,
     }

@@ -55,6 +55,7 @@ def test_hub_model_and_local_data_train_one_cell(hub, workdir, first_run):
         "calibrate_device": 1,
         "train_cell": 1,
         "aggregate_metrics": 1,
+        "render_charts": 1,
         "render_report": 1,
         "all": 1,
     }

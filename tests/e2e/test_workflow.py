@@ -52,6 +52,7 @@ def test_whole_dag_produces_every_cell_summary_and_table(workdir, first_run):
         "calibrate_device": 1,
         "train_cell": 7,
         "aggregate_metrics": 1,
+        "render_charts": 1,
         "render_report": 1,
         "all": 1,
     }
@@ -124,7 +125,7 @@ def test_deleting_one_metrics_file_reruns_that_cell_only(workdir, first_run, rep
     readme_before = (workdir / "README.md").read_text()
     (workdir / "results" / "ci" / "runs" / CELLS[0] / "metrics.json").unlink()
     planned = job_counts(run_snakemake(workdir, "-n").stdout)
-    assert planned == {"train_cell": 1, "aggregate_metrics": 1, "render_report": 1, "all": 1}
+    assert planned == {"train_cell": 1, "aggregate_metrics": 1, "render_charts": 1, "render_report": 1, "all": 1}
     rerun = run_snakemake(workdir, "--profile", str(repo / "profiles" / "local"))
     assert job_counts(rerun.stderr) == planned
     assert (workdir / "results" / "ci" / "runs" / CELLS[0] / "metrics.json").exists()

@@ -96,11 +96,12 @@ def test_seq_len_above_the_downloaded_max_position_embeddings_names_model_and_ke
 
 
 def test_downloads_and_bookkeeping_run_on_the_submitting_host(repo):
-    """Downloads (compute nodes often have no internet), aggregation, the README and the preview are
-    localrules; everything that computes (data preparation, calibration, training) may go to the cluster."""
+    """Downloads (compute nodes often have no internet) and the bookkeeping (aggregation, repeats, charts,
+    README, preview, compare) are localrules; everything that computes (data preparation, calibration,
+    training) may go to the cluster."""
     local = set()
     for smk in (repo / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", smk.read_text(), flags=re.M)[1:]:
+        for block in re.split(r"^\s*rule ", smk.read_text(), flags=re.M)[1:]:
             if re.search(r"^\s+localrule: True", block, re.M):
                 local.add(block.split(":", 1)[0])
     assert local == {
@@ -108,8 +109,11 @@ def test_downloads_and_bookkeeping_run_on_the_submitting_host(repo):
         "download_tokenizer",
         "download_model",
         "aggregate_metrics",
+        "render_charts",
         "render_report",
+        "merge_repeats",
         "preview",
+        "compare",
     }
 
 

@@ -1,7 +1,11 @@
+import re
+
 import polars as pl
 import pytest
+import yaml
 
 from ftbench import aggregate, tables
+from ftbench.config import ConfigError
 
 BEGIN, END = tables.markers("r")
 README = "# Title\n\nhand-written intro\n\n{begin}\nold table\n{end}\n\n## After\ntrailing text, kept\n"
@@ -101,3 +105,47 @@ def test_sections_of_other_runs_are_left_alone():
     other_begin, other_end = tables.markers("gpu-cluster")
     text = f"{other_begin}\ngpu table\n{other_end}\n\n{BEGIN}\nold\n{END}\n"
     assert tables.splice(text, "new\n", "r") == f"{other_begin}\ngpu table\n{other_end}\n\n{BEGIN}\nnew\n{END}\n"
+
+
+def test_every_model_table_has_its_provenance_and_charts_under_it():
+    text = tables.render(summary(), charts_rel="docs/r/charts")
+    section_m = text.split("#### m\n", 1)[1].split("#### n\n", 1)[0]
+    assert "Run `r` on 2026-11-22, commit `0123456789ab`, Xeon (cpu), torch 2.13.0" in section_m
+    assert "[![Training throughput](docs/r/charts/m/throughput.png)](docs/r/charts/m/throughput.html)" in section_m
+    assert "Not in the charts: m/ddp/2gpu/full-fp32-bs8-seq128 (pending)." in section_m
+    assert text.count("Run `r` on") == 2
+
+
+def test_declared_pivot_puts_gpu_counts_in_columns():
+    frame = pl.concat(
+        [summary(), pl.DataFrame([{**summary().row(0, named=True), "gpus": 2, "train_tokens_per_s": 20000.0}])],
+        how="diagonal_relaxed",
+    )
+    pivot = {"title": "tok/s by GPUs", "rows": ["model", "strategy"], "columns": "gpus", "value": "train_tokens_per_s"}
+    text = tables.pivot_table(frame, pivot)
+    assert "| model | strategy | gpus 1 | gpus 2 |" in text
+    assert "| m | ddp | 12,346 | 20,000 |" in text
+    assert "| n | ddp | 12,346 | — |" in text
+    assert "no ok cells" in tables.pivot_table(frame, {**pivot, "filter": {"precision": ["bf16"]}})
+
+
+def test_a_pivot_naming_an_unknown_column_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match=r"report.pivots\[0\].value: 'tokens' is not a summary column; use one of"):
+        tables.check_pivots([{"title": "t", "rows": ["model"], "columns": "gpus", "value": "tokens"}])
+
+
+@pytest.mark.parametrize("config_file", ["config.yaml", "configs/cpu-strategies.yaml"])
+def test_readme_tables_equal_the_rendering_of_the_committed_summary(repo, config_file):
+    """Hand-edited or stale README tables fail: the block between a run's markers must be, byte for byte,
+    what its committed docs/<run>/summary.csv renders to with the run's config."""
+    from ftbench.config import validate
+
+    config = validate(yaml.safe_load((repo / config_file).read_text()), repo)
+    run, report = config["run_name"], config["report"]
+    docs_dir = repo / report["docs_dir"] / run
+    block = tables.render_docs(docs_dir / "summary.csv", repo / report["readme"], docs_dir / "charts", report["pivots"])
+    begin, end = tables.markers(run)
+    readme = (repo / report["readme"]).read_text()
+    assert readme.split(begin + "\n", 1)[1].split(end, 1)[0] == block
+    for image in re.findall(r"\]\((docs/[^)]+\.(?:png|html))\)", block):
+        assert (repo / image).is_file(), image  # every chart the README shows is committed
