@@ -47,6 +47,9 @@ rule render_charts:
     conda:
         "../envs/analysis.yaml"
     params:
-        out_dir=CHARTS_DIR,
+        # docs/<run>/charts: the model's directory is the wildcard's
+        out_dir=lambda wildcards, output: os.path.dirname(
+            os.path.dirname(output.throughput)
+        ),
     script:
         "../scripts/charts.py"

@@ -35,7 +35,7 @@ RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
 CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 REPEATS = config["repeats"]
 # one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)
-TRAIN_DIR = CELL_DIR + ("/repeat-{repeat}" if REPEATS > 1 else "")
+TRAIN_DIR = os.path.join(CELL_DIR, "repeat-{repeat}") if REPEATS > 1 else CELL_DIR
 EXTENSIONS_DIR = "resources/torch_extensions"
 CHARTS_DIR = f"{config['report']['docs_dir']}/{RUN}/charts"
 CALIBRATION_TIMEOUT_S = 600

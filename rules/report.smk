@@ -19,7 +19,9 @@ rule render_report:
         "../envs/analysis.yaml"
     params:
         run_name=RUN,
-        charts_dir=CHARTS_DIR,
+        charts_dir=lambda wildcards, input: os.path.dirname(
+            os.path.dirname(input.charts[0])
+        ),
         pivots=config["report"]["pivots"],
     script:
         "../scripts/report.py"

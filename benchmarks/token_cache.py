@@ -1,0 +1,102 @@
+"""Token cache (issue P3): building ftbench's packed cache vs the run_clm path of `datasets`, on the same
+corpus and tokenizer, and the cost of a cache hit.
+
+- ours: `ftbench.tokcache.build` end to end (read rows, render the template, batch-encode, pack with EOS,
+  write the memmaps and the manifest);
+- peer: what `transformers/examples/pytorch/language-modeling/run_clm.py` does: `Dataset.map(tokenize,
+  batched=True)` then `Dataset.map(group_texts, batched=True)`, default batch size, caching off, given the
+  already rendered documents (rendering is not counted against it);
+- hit: what a second cell with the same tokenizer pays: opening the cache (manifest + memmaps).
+
+Target: ours >= 3x faster than the peer, a hit < 0.5 s.
+
+    python benchmarks/token_cache.py            # 40,000 rows, exits 1 when a target is missed
+    python benchmarks/token_cache.py --quick    # 400 rows, proves the script works (CI), no gate
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from itertools import chain
+from pathlib import Path
+
+from ftbench import sources, tokcache
+from ftbench.files import read_json
+
+TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
+SEQ = 512
+
+
+def run_clm(docs: list[str], tokenizer_dir: Path, seq_len: int) -> int:
+    """The peer, as run_clm.py runs it for speed (no cache files, default batch size); returns blocks."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    datasets.disable_caching()
+    datasets.disable_progress_bars()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    raw = datasets.Dataset.from_dict({"text": docs})
+
+    def tokenize_function(examples):
+        return tokenizer(examples["text"])
+
+    def group_texts(examples):
+        concatenated = {k: list(chain(*examples[k])) for k in examples}
+        total_length = (len(concatenated["input_ids"]) // seq_len) * seq_len
+        result = {k: [t[i : i + seq_len] for i in range(0, total_length, seq_len)] for k, t in concatenated.items()}
+        result["labels"] = result["input_ids"].copy()
+        return result
+
+    tokenized = raw.map(tokenize_function, batched=True, remove_columns=["text"])
+    return len(tokenized.map(group_texts, batched=True))
+
+
+def timed(fn) -> tuple[float, object]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small corpus, no gate (CI)")
+    args = parser.parse_args()
+    rows, repeats = (400, 1) if args.quick else (40_000, 3)
+    with tempfile.TemporaryDirectory(prefix="ftbench-tokcache-") as tmp:
+        work = Path(tmp)
+        sources.prepare_dataset("builtin:customer_support", work / "data", rows, seed=0)
+        sources.train_tokenizer("builtin:bpe-8192", work / "data", TEMPLATE, work / "tok")
+        docs = sources.render_documents(sources.load_rows(work / "data"), TEMPLATE)
+        # both sides start with their libraries imported and a tokenizer loaded once (lazy imports)
+        import datasets  # noqa: F401
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(work / "tok")
+        ours, peer = [], []
+        for r in range(repeats):
+            cache = work / f"cache{r}"
+            t, _ = timed(lambda cache=cache: tokcache.build(work / "data", work / "tok", cache, TEMPLATE, SEQ, 0.05, 0))
+            ours.append(t)
+            t, blocks = timed(lambda: run_clm(docs, work / "tok", SEQ))
+            peer.append(t)
+        manifest = read_json(work / "cache0" / "manifest.json")
+        hit, _ = timed(lambda: [tokcache.open_split(work / "cache0", s) for s in tokcache.SPLITS])
+    t_ours, t_peer = statistics.median(ours), statistics.median(peer)
+    tokens = sum(manifest["tokens"].values())
+    print(f"corpus: {rows} rows, {len(docs)} documents, {tokens:,} tokens in {SEQ}-token blocks; bpe-8192")
+    print("| step | time (s) | target |\n|---|---|---|")
+    print(f"| ftbench.tokcache.build | {t_ours:.2f} | |")
+    print(f"| datasets.map tokenize + group_texts (run_clm) | {t_peer:.2f} ({blocks} blocks) | |")
+    print(f"| speed-up | {t_peer / t_ours:.1f}x | >= 3x |")
+    print(f"| cache hit (open manifest + memmaps) | {hit:.4f} | < 0.5 |")
+    missed = [m for m, bad in (("speed-up", t_peer / t_ours < 3), ("cache hit", hit >= 0.5)) if bad]
+    if missed and not args.quick:
+        sys.exit(f"target missed: {', '.join(missed)}")
+
+
+if __name__ == "__main__":
+    main()
