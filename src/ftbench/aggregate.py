@@ -44,6 +44,7 @@ FRONT_COLUMNS = [
     "global_batch_size",
     "grad_accum_steps",
     "run_duration_s",
+    "startup_s",
     "train_time_s",
     "train_tokens_per_s",
     "train_samples_per_s",

@@ -42,6 +42,21 @@ class StepClock:
         return self.step_times[-1]
 
 
+STARTUP_PHASES = ["main", "transformers", "process_group", "model_load", "strategy_setup", "first_step"]
+"""Marks rank 0 takes from the launcher's start to its first training step, in order."""
+
+
+def startup(marks: dict[str, float], launch_t0: str | None) -> dict:
+    """The cell's fixed cost: seconds from the launcher starting torchrun to the first training step, and
+    each phase (`main`: torchrun, Python and torch imports; then transformers, the process group, loading
+    the model, the strategy's setup incl. DeepSpeed's op load, opening the data)."""
+    if not launch_t0 or any(k not in marks for k in STARTUP_PHASES):
+        return {}
+    times = [float(launch_t0), *(marks[k] for k in STARTUP_PHASES)]
+    phases = {k: round(b - a, 4) for k, a, b in zip(STARTUP_PHASES, times[:-1], times[1:], strict=True)}
+    return {"startup_s": marks["first_step"] - float(launch_t0), "startup_phases_s": phases}
+
+
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """Average a tensor over ranks (each rank's loss covers an equal share of the batch)."""
     values = values.detach().float().clone()

@@ -64,10 +64,12 @@ def check_seq_len(model_dir: Path, cell: Cell) -> None:
 def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict | None = None) -> dict | None:
     """Train the cell; `progress` records the phase and the steps done, for a failure report."""
     progress = {} if progress is None else progress
+    marks = progress.setdefault("marks", {})
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    marks["transformers"] = time.time()
 
     cell = Cell(**spec["cell"])
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -82,12 +84,14 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     check_seq_len(model_dir, cell)
     progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    marks["process_group"] = time.time()
     prov = provenance.collect(device, spec["seed"]) if rank == 0 else None  # only rank 0 writes metrics
 
     torch.manual_seed(spec["seed"])
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
     model = methods.apply(model, cell.method, spec["options"])
+    marks["model_load"] = time.time()
     # counted before the strategy shards or splits the model
     params_total = sum(p.numel() for p in model.parameters())
     params_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -97,6 +101,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         rank, world, local_rank, device, opt["lr"], opt["weight_decay"], opt["max_grad_norm"], spec["options"]
     )
     trainer = build_trainer(model, cell, env)
+    marks["strategy_setup"] = time.time()
     metrics.sync(device)
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
 
@@ -163,6 +168,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         **memory,
         "params_total": params_total,
         "params_trainable": params_trainable,
+        **metrics.startup(marks, os.environ.get("FTBENCH_LAUNCH_T0")),
         "step_times_s": trained["step_times_s"],
         "losses": trained["losses"],
         "token_cache": {k: cache_manifest[k] for k in ("tokenizer_fingerprint", "tokens", "dtype")},
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s",
     )
-    progress = {"phase": "start"}
+    progress = {"phase": "start", "marks": {"main": time.time()}}
     try:
         if os.environ.get("FTBENCH_CPU_MEMORY_GB") and not torch.cuda.is_available():
             limits.limit_cpu_memory(float(os.environ["FTBENCH_CPU_MEMORY_GB"]))

@@ -104,3 +104,25 @@ def test_calibration_times_square_matmuls_per_precision(tmp_path):
     assert set(out["matmul"]) == {"fp32", "bf16"} and out["cpu_threads"] == 1
     fp32 = out["matmul"]["fp32"]
     assert len(fp32["times_s"]) == 10 and fp32["flops_per_s"] == pytest.approx(2 * 128**3 / fp32["median_s"])
+
+
+def test_startup_is_launch_to_first_step_split_into_phases():
+    marks = {
+        "main": 11.0,
+        "transformers": 12.5,
+        "process_group": 12.6,
+        "model_load": 13.0,
+        "strategy_setup": 15.0,
+        "first_step": 15.25,
+    }
+    got = metrics.startup(marks, "10.0")
+    assert got["startup_s"] == 5.25
+    assert got["startup_phases_s"] == {
+        "main": 1.0,
+        "transformers": 1.5,
+        "process_group": 0.1,
+        "model_load": 0.4,
+        "strategy_setup": 2.0,
+        "first_step": 0.25,
+    }
+    assert metrics.startup(marks, None) == {} and metrics.startup({"main": 1.0}, "0") == {}

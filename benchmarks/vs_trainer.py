@@ -1,0 +1,113 @@
+"""ftbench's training loop vs transformers' `Trainer` on the same cell (issue P1).
+
+Identical model (the same saved weights), tokens (the same packed token cache, the same global batches),
+global batch, optimizer (fused AdamW, lr 1e-3, betas 0.9/0.95, no weight decay, clip 1.0), precision (fp32)
+and world size (DDP over gloo, 1 thread per rank). The peer runs as its users run it for speed: logging,
+eval and saving off, no tqdm, no dataloader workers. Both measure train tokens/s over the same steps after
+the same warm-up; the ratio is ftbench / Trainer.
+
+    python benchmarks/vs_trainer.py            # default tiny models and a ~30M model, world 1 and 2; gated
+    python benchmarks/vs_trainer.py --quick    # one tiny model at world 1, proves the script works (CI)
+
+Targets: >= 1.15x on the default tiny models, never below 0.97x on the ~30M model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ftbench import sources, tokcache
+from ftbench.config import Cell
+
+TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
+SEQ, BS, WARMUP, MEASURE = 128, 8, 3, 30
+MODELS = {  # name: (architecture, target ratio, the target's direction)
+    "llama-1m": ({"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 344}, 1.15),
+    "llama-6m": ({"hidden_size": 256, "num_layers": 6, "num_heads": 8, "intermediate_size": 688}, 1.15),
+    "llama-30m": ({"hidden_size": 512, "num_layers": 8, "num_heads": 8, "intermediate_size": 1376}, 0.97),
+}
+PEER = Path(__file__).with_name("hf_trainer_peer.py")
+
+
+def torchrun(world: int, *args: str) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"{' '.join(args[:2])} failed:\n{proc.stderr[-3000:]}")
+
+
+def ours(work: Path, model: Path, cache: Path, world: int, measure: int) -> float:
+    cell = Cell("bench", "ddp", world, "full", "fp32", BS, SEQ, BS * world)
+    spec = {
+        "run_name": "bench",
+        "seed": 0,
+        "cell": cell.to_dict(),
+        "options": {},
+        "steps": {"warmup": WARMUP, "measure": measure, "eval": 1},
+        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "max_grad_norm": 1.0},
+        "generation": {"prompt_tokens": 8, "new_tokens": 4},
+        "hardware": {"device": "cpu", "cpu_threads_per_rank": 1},
+    }
+    out = work / f"ours-{model.name}-{world}.json"
+    torchrun(
+        world,
+        "-m",
+        "ftbench.train_cell",
+        "--spec",
+        json.dumps(spec),
+        "--model",
+        str(model),
+        "--cache",
+        str(cache),
+        "--out",
+        str(out),
+    )
+    return json.loads(out.read_text())["train_tokens_per_s"]
+
+
+def peer(work: Path, model: Path, cache: Path, world: int, measure: int) -> float:
+    out = work / f"peer-{model.name}-{world}.json"
+    args = ["--model", str(model), "--cache", str(cache), "--out", str(out), "--bs", str(BS)]
+    torchrun(world, str(PEER), *args, "--warmup", str(WARMUP), "--measure", str(measure), "--workdir", str(work / "hf"))
+    return json.loads(out.read_text())["train_tokens_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one tiny model at world 1, no gate (CI)")
+    args = parser.parse_args()
+    models = {"llama-1m": MODELS["llama-1m"]} if args.quick else MODELS
+    worlds, measure = ([1], 5) if args.quick else ([1, 2], MEASURE)
+    missed = []
+    with tempfile.TemporaryDirectory(prefix="ftbench-vs-trainer-") as tmp:
+        work = Path(tmp)
+        sources.prepare_dataset("builtin:customer_support", work / "data", 3000, seed=0)
+        sources.train_tokenizer("builtin:bpe-2048", work / "data", TEMPLATE, work / "tok")
+        tokcache.build(work / "data", work / "tok", work / "cache", TEMPLATE, SEQ, 0.1, seed=0)
+        print(f"fp32, seq {SEQ}, batch/GPU {BS}, warm-up {WARMUP}, measured {measure} steps, 1 thread per rank")
+        print("| model | world | ftbench tok/s | Trainer tok/s | ratio | target |\n|---|---|---|---|---|---|")
+        for name, (arch, target) in models.items():
+            model = work / name
+            spec = {"name": name, "source": "config:llama", "architecture": {**arch, "max_positions": 512}}
+            sources.prepare_model(spec, work / "tok", model, seed=0)
+            for world in worlds:
+                a, b = (
+                    ours(work, model, work / "cache", world, measure),
+                    peer(work, model, work / "cache", world, measure),
+                )
+                print(f"| {name} | {world} | {a:,.0f} | {b:,.0f} | {a / b:.2f} | >= {target} |")
+                if a / b < target:
+                    missed.append(f"{name} world {world}: {a / b:.2f} < {target}")
+    if missed and not args.quick:
+        sys.exit("target missed: " + "; ".join(missed))
+
+
+if __name__ == "__main__":
+    main()
