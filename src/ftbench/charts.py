@@ -80,8 +80,10 @@ def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def not_plotted(frame: pl.DataFrame, column: str) -> list[str]:
-    """Cells of the frame without a value to plot, as "<cell> (<status>)"."""
-    missing = frame.filter((pl.col("status") != "ok") | pl.col(column).is_null())
+    """Cells of the frame without a value to plot, as "<cell> (<status>)" (all of them while no cell has
+    the column yet)."""
+    value = pl.col(column).is_null() if column in frame.columns else pl.lit(True)
+    missing = frame.filter((pl.col("status") != "ok") | value)
     return [f"{c} ({s})" for c, s in missing.select("cell_id", "status").iter_rows()]
 
 

@@ -7,8 +7,9 @@
 #
 #   bash tests/slurm/cluster.sh start|stop|env
 #
-# Everything lives under $BASE; clients find the cluster through SLURM_CONF (`env` prints it).
-# Nothing under /etc/slurm is touched; /etc/hosts gets the two node names.
+# State, logs and the database live under $BASE. The configuration goes where every Slurm client looks by
+# default, /etc/slurm: the jobstep plugin strips SLURM_CONF from a job's environment, so the srun inside a
+# job finds only the default path (as on a real cluster). /etc/hosts gets the two node names.
 set -euo pipefail
 
 BASE=${FTBENCH_SLURM_BASE:-/tmp/ftbench-slurm}
@@ -17,7 +18,8 @@ NODE_CPUS=${NODE_CPUS:-8}          # advertised, not real: config_overrides lets
 NODE_MEM_MB=${NODE_MEM_MB:-10000}
 NS=ftbench-n2
 N1_ADDR=10.77.0.1 N2_ADDR=10.77.0.2
-CONF=$BASE/conf/slurm.conf
+ETC=/etc/slurm
+CONF=$ETC/slurm.conf
 log() { echo "[cluster $(date +%T)] $*" >&2; }
 
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
@@ -39,6 +41,8 @@ stop() {
   sleep 1
   ip netns del "$NS" 2>/dev/null || true
   ip link del ftb0 2>/dev/null || true
+  # the configuration this script wrote (clients would otherwise keep probing a controller that is gone)
+  if grep -qs '^ClusterName=ftbench$' "$CONF"; then rm -f "$CONF" "$ETC/gres.conf" "$ETC/slurmdbd.conf"; fi
 }
 
 install_packages() {
@@ -69,13 +73,13 @@ network() {
 }
 
 configure() {
-  mkdir -p "$BASE"/{conf,state/ctld,state/n1,state/n2,log,run,mysql,gpu/n1,gpu/n2}
-  : >"$BASE/conf/gres.conf"
+  mkdir -p "$BASE"/{state/ctld,state/n1,state/n2,log,run,mysql,gpu/n1,gpu/n2} "$ETC"
+  : >"$ETC/gres.conf"
   for node in n1 n2; do
     for ((i = 0; i < FAKE_GPUS; i++)); do
       [ -c "$BASE/gpu/$node/nvidia$i" ] || mknod "$BASE/gpu/$node/nvidia$i" c 195 "$i"
     done
-    echo "NodeName=$node Name=gpu Type=tesla File=$BASE/gpu/$node/nvidia[0-$((FAKE_GPUS - 1))]" >>"$BASE/conf/gres.conf"
+    echo "NodeName=$node Name=gpu Type=tesla File=$BASE/gpu/$node/nvidia[0-$((FAKE_GPUS - 1))]" >>"$ETC/gres.conf"
   done
   cat >"$CONF" <<EOF
 ClusterName=ftbench
@@ -114,7 +118,7 @@ NodeName=n1 NodeAddr=$N1_ADDR CPUs=$NODE_CPUS RealMemory=$NODE_MEM_MB Gres=gpu:t
 NodeName=n2 NodeAddr=$N2_ADDR CPUs=$NODE_CPUS RealMemory=$NODE_MEM_MB Gres=gpu:tesla:$FAKE_GPUS State=UNKNOWN
 PartitionName=debug Nodes=n1,n2 Default=YES MaxTime=INFINITE State=UP
 EOF
-  cat >"$BASE/conf/slurmdbd.conf" <<EOF
+  cat >"$ETC/slurmdbd.conf" <<EOF
 AuthType=auth/munge
 DbdHost=localhost
 DbdAddr=127.0.0.1
@@ -127,7 +131,7 @@ StorageUser=slurm
 StoragePass=slurmpw
 StorageLoc=slurm_acct_db
 EOF
-  chmod 600 "$BASE/conf/slurmdbd.conf"
+  chmod 600 "$ETC/slurmdbd.conf"
 }
 
 start_munge() {
