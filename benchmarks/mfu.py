@@ -18,6 +18,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_spec import bench_spec
+
 from ftbench import calibrate, sources, tokcache
 from ftbench.config import Cell
 
@@ -58,16 +60,7 @@ def prepare(work: Path, p: dict) -> tuple[Path, Path]:
 
 def train(work: Path, model: Path, cache: Path, precision: str, threads: int, p: dict) -> dict:
     cell = Cell("bench", "ddp", 1, "full", precision, p["bs"], p["seq"], p["bs"])
-    spec = {
-        "run_name": "bench",
-        "seed": 0,
-        "cell": cell.to_dict(),
-        "options": {},
-        "steps": {"warmup": p["warmup"], "measure": p["measure"], "eval": 1},
-        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "max_grad_norm": 1.0},
-        "generation": {"prompt_tokens": 8, "new_tokens": 4},
-        "hardware": {"device": "auto", "cpu_threads_per_rank": threads},
-    }
+    spec = bench_spec(cell, p["warmup"], p["measure"], device="auto", threads=threads)
     out = work / f"metrics-{precision}.json"
     cmd = [
         sys.executable,

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_spec import bench_spec
+
 from ftbench import sources, tokcache
 from ftbench.config import Cell
 from ftbench.metrics import STARTUP_PHASES
@@ -30,16 +32,7 @@ STRATEGIES = ["ddp", "fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_
 
 def launch(work: Path, strategy: str, attempt: int) -> dict:
     cell = Cell("tiny", strategy, 2, "full", "fp32", 2, 64, 4)
-    spec = {
-        "run_name": "startup",
-        "seed": 0,
-        "cell": cell.to_dict(),
-        "options": {},
-        "steps": {"warmup": 1, "measure": 1, "eval": 1},
-        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "max_grad_norm": 1.0},
-        "generation": {"prompt_tokens": 4, "new_tokens": 2},
-        "hardware": {"device": "cpu", "cpu_threads_per_rank": 1},
-    }
+    spec = bench_spec(cell, warmup=1, measure=1, gen=(4, 2))
     out = work / "runs" / f"{strategy}-{attempt}" / "metrics.json"
     log = out.with_suffix(".log")
     out.parent.mkdir(parents=True)

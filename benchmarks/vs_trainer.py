@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bench_spec import bench_spec
+
 from ftbench import sources, tokcache
 from ftbench.config import Cell
 
@@ -45,16 +47,7 @@ def torchrun(world: int, *args: str) -> None:
 
 def ours(work: Path, model: Path, cache: Path, world: int, measure: int) -> float:
     cell = Cell("bench", "ddp", world, "full", "fp32", BS, SEQ, BS * world)
-    spec = {
-        "run_name": "bench",
-        "seed": 0,
-        "cell": cell.to_dict(),
-        "options": {},
-        "steps": {"warmup": WARMUP, "measure": measure, "eval": 1},
-        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "max_grad_norm": 1.0},
-        "generation": {"prompt_tokens": 8, "new_tokens": 4},
-        "hardware": {"device": "cpu", "cpu_threads_per_rank": 1},
-    }
+    spec = bench_spec(cell, WARMUP, measure)
     out = work / f"ours-{model.name}-{world}.json"
     torchrun(
         world,

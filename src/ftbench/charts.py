@@ -147,7 +147,8 @@ def save(spec: alt.Chart, stem: Path) -> None:
 
 def render_model(frame: pl.DataFrame, model: str, out_dir: str | Path) -> list[Path]:
     """Every chart of one model (PNG, SVG, HTML each) and its rows as table.csv; returns the PNG paths."""
-    frame = with_scaling(frame)
+    if "scaling_efficiency" not in frame.columns:  # render_all adds it once for every model
+        frame = with_scaling(frame)
     pngs = []
     for kind in KINDS:
         stem = chart_path(out_dir, model, kind.name, "png").with_suffix("")
@@ -161,6 +162,7 @@ def render_model(frame: pl.DataFrame, model: str, out_dir: str | Path) -> list[P
 
 
 def render_all(frame: pl.DataFrame, out_dir: str | Path) -> list[Path]:
+    frame = with_scaling(frame)
     return [
         png
         for model in frame.get_column("model").unique(maintain_order=True)
