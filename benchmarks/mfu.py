@@ -11,16 +11,13 @@ the ceiling measured on the same machine with the same threads.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from bench_spec import bench_spec
+from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench import calibrate, sources, tokcache
+from ftbench import calibrate
 from ftbench.config import Cell
 
 TARGETS = {"fp32": 0.85, "bf16": 0.70}
@@ -46,41 +43,12 @@ QUICK = {
     "reps": 3,
     "arch": {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128, "max_positions": 128},
 }
-TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
-
-
-def prepare(work: Path, p: dict) -> tuple[Path, Path]:
-    sources.prepare_dataset("builtin:customer_support", work / "data", p["rows"], seed=0)
-    sources.train_tokenizer(f"builtin:bpe-{p['vocab']}", work / "data", TEMPLATE, work / "tok")
-    model = {"name": "bench", "source": "config:llama", "architecture": p["arch"]}
-    sources.prepare_model(model, work / "tok", work / "model", seed=0)
-    tokcache.build(work / "data", work / "tok", work / "cache", TEMPLATE, p["seq"], 0.05, seed=0)
-    return work / "model", work / "cache"
 
 
 def train(work: Path, model: Path, cache: Path, precision: str, threads: int, p: dict) -> dict:
     cell = Cell("bench", "ddp", 1, "full", precision, p["bs"], p["seq"], p["bs"])
     spec = bench_spec(cell, p["warmup"], p["measure"], device="auto", threads=threads)
-    out = work / f"metrics-{precision}.json"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node=1",
-        "-m",
-        "ftbench.train_cell",
-        "--spec",
-        json.dumps(spec),
-        "--model",
-        str(model),
-        "--cache",
-        str(cache),
-        "--out",
-        str(out),
-    ]
-    subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)})
-    return json.loads(out.read_text())
+    return run_cell(work, spec, model, cache, precision, threads)
 
 
 def main() -> int:
@@ -91,7 +59,8 @@ def main() -> int:
     p = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="ftbench-mfu-") as tmp:
         work = Path(tmp)
-        model, cache = prepare(work, p)
+        _, cache = prepare_sources(work, p["rows"], p["vocab"], p["seq"], eval_fraction=0.05)
+        model = prepare_model(work, "bench", p["arch"])
         ceiling = calibrate.calibrate("auto", args.threads, work / "calibration.json", p["size"], p["reps"])
         print(f"device: {ceiling['device_model']} ({ceiling['device']}), {args.threads} thread(s)")
         print(

@@ -12,20 +12,14 @@ every later cell pays.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench_spec import bench_spec
+from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench import sources, tokcache
 from ftbench.config import Cell
 from ftbench.metrics import STARTUP_PHASES
 
-TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
 ARCH = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128, "max_positions": 128}
 STRATEGIES = ["ddp", "fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload", "pipeline"]
 
@@ -33,24 +27,7 @@ STRATEGIES = ["ddp", "fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_
 def launch(work: Path, strategy: str, attempt: int) -> dict:
     cell = Cell("tiny", strategy, 2, "full", "fp32", 2, 64, 4)
     spec = bench_spec(cell, warmup=1, measure=1, gen=(4, 2))
-    out = work / "runs" / f"{strategy}-{attempt}" / "metrics.json"
-    log = out.with_suffix(".log")
-    out.parent.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", "2", "--log", str(log), "--"]
-    cmd += [
-        "--spec",
-        json.dumps(spec),
-        "--model",
-        str(work / "model"),
-        "--cache",
-        str(work / "cache"),
-        "--out",
-        str(out),
-    ]
-    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
-    with open(log, "w") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
-    return json.loads(out.read_text())
+    return run_cell(work, spec, work / "tiny", work / "cache", f"{strategy}-{attempt}")
 
 
 def main() -> None:
@@ -60,12 +37,8 @@ def main() -> None:
     strategies, attempts = (["ddp"], 1) if args.quick else (STRATEGIES, 2)
     with tempfile.TemporaryDirectory(prefix="ftbench-startup-") as tmp:
         work = Path(tmp)
-        sources.prepare_dataset("builtin:customer_support", work / "data", 400, seed=0)
-        sources.train_tokenizer("builtin:bpe-512", work / "data", TEMPLATE, work / "tok")
-        sources.prepare_model(
-            {"name": "tiny", "source": "config:llama", "architecture": ARCH}, work / "tok", work / "model", 0
-        )
-        tokcache.build(work / "data", work / "tok", work / "cache", TEMPLATE, 64, 0.1, seed=0)
+        prepare_sources(work, 400, 512, 64)
+        prepare_model(work, "tiny", ARCH)
         print("| strategy | run | startup (s) | " + " | ".join(STARTUP_PHASES) + " |")
         print("|---|---|---|" + "---|" * len(STARTUP_PHASES))
         for attempt in range(1, attempts + 1):

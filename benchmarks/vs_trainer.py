@@ -22,12 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_spec import bench_spec
+from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench import sources, tokcache
 from ftbench.config import Cell
 
-TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
 SEQ, BS, WARMUP, MEASURE = 128, 8, 3, 30
 MODELS = {  # name: (architecture, target ratio, the target's direction)
     "llama-1m": ({"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 344}, 1.15),
@@ -48,21 +46,7 @@ def torchrun(world: int, *args: str) -> None:
 def ours(work: Path, model: Path, cache: Path, world: int, measure: int) -> float:
     cell = Cell("bench", "ddp", world, "full", "fp32", BS, SEQ, BS * world)
     spec = bench_spec(cell, WARMUP, measure)
-    out = work / f"ours-{model.name}-{world}.json"
-    torchrun(
-        world,
-        "-m",
-        "ftbench.train_cell",
-        "--spec",
-        json.dumps(spec),
-        "--model",
-        str(model),
-        "--cache",
-        str(cache),
-        "--out",
-        str(out),
-    )
-    return json.loads(out.read_text())["train_tokens_per_s"]
+    return run_cell(work, spec, model, cache, f"ours-{model.name}-{world}")["train_tokens_per_s"]
 
 
 def peer(work: Path, model: Path, cache: Path, world: int, measure: int) -> float:
@@ -81,15 +65,11 @@ def main() -> None:
     missed = []
     with tempfile.TemporaryDirectory(prefix="ftbench-vs-trainer-") as tmp:
         work = Path(tmp)
-        sources.prepare_dataset("builtin:customer_support", work / "data", 3000, seed=0)
-        sources.train_tokenizer("builtin:bpe-2048", work / "data", TEMPLATE, work / "tok")
-        tokcache.build(work / "data", work / "tok", work / "cache", TEMPLATE, SEQ, 0.1, seed=0)
+        prepare_sources(work, 3000, 2048, SEQ)
         print(f"fp32, seq {SEQ}, batch/GPU {BS}, warm-up {WARMUP}, measured {measure} steps, 1 thread per rank")
         print("| model | world | ftbench tok/s | Trainer tok/s | ratio | target |\n|---|---|---|---|---|---|")
         for name, (arch, target) in models.items():
-            model = work / name
-            spec = {"name": name, "source": "config:llama", "architecture": {**arch, "max_positions": 512}}
-            sources.prepare_model(spec, work / "tok", model, seed=0)
+            model = prepare_model(work, name, {**arch, "max_positions": 512})
             for world in worlds:
                 a, b = (
                     ours(work, model, work / "cache", world, measure),

@@ -10,11 +10,14 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import altair as alt
 import polars as pl
 
 from ftbench.files import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import altair as alt
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +105,8 @@ def missing_summary(missing: list[str]) -> str:
 def chart(frame: pl.DataFrame, kind: Kind, model: str) -> alt.Chart:
     """One model's chart of one kind: a panel per variant (method, precision, seq_len) when the run has
     several, one line (or bar) per strategy."""
+    import altair as alt  # here, not at the top: tables.py imports this module to link charts, never to draw
+
     rows = with_variant(frame.filter(pl.col("model") == model))
     plotted = rows.filter((pl.col("status") == "ok") & pl.col(kind.column).is_not_null())
     spread = [c for c in (f"{kind.column}_min", f"{kind.column}_max") if c in plotted.columns]

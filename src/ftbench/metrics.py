@@ -108,7 +108,13 @@ def memory_summary(per_rank: list[dict]) -> dict:
 
 
 def perplexity(loss: float) -> float:
-    return math.exp(loss) if loss < 700 else math.inf
+    return math.inf if loss >= 700 else math.exp(loss)  # NaN stays NaN
+
+
+def divergence_note(losses: list[float]) -> str | None:
+    """Where the loss stopped being finite, if it did: the throughput still stands, the loss columns not."""
+    bad = next((step for step, loss in enumerate(losses) if not math.isfinite(loss)), None)
+    return None if bad is None else f"loss diverged: not finite from step {bad} of {len(losses)}"
 
 
 def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict:

@@ -175,6 +175,9 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         "config": spec,
         "provenance": prov,
     }
+    if note := metrics.divergence_note(trained["losses"]):
+        result["note"] = note
+        log.warning("%s: %s", cell.id, note)
     atomic_write_json(out, result)
     log.info(
         "%s: %.0f train tok/s, eval loss %.3f, %.2f GB peak",

@@ -158,3 +158,29 @@ def test_select_matching_nothing_is_refused_with_an_example_id(test_config):
     test_config["select"] = ["llama-7b/*"]
     with pytest.raises(ConfigError, match=r"select: \['llama-7b/\*'\] match none of the 2 cells .*tiny-llama/ddp/1gpu"):
         plan(test_config)
+
+
+def test_every_registered_strategy_resolves_to_an_apply_taking_its_arguments():
+    import importlib
+    import inspect
+
+    from ftbench.strategies import STRATEGIES
+
+    for name, (module, kwargs) in STRATEGIES.items():
+        apply = importlib.import_module(f"ftbench.strategies.{module}").apply
+        try:
+            inspect.signature(apply).bind(None, None, None, **kwargs)
+        except TypeError as e:
+            raise AssertionError(f"strategy {name!r}: {module}.apply does not take {kwargs}") from e
+
+
+def test_a_cell_imports_only_its_own_strategy_module():
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; import ftbench.train_cell; "
+        "print(sorted(m for m in sys.modules if m.startswith('ftbench.strategies.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "['ftbench.strategies.base']"

@@ -31,6 +31,12 @@ def test_memory_is_the_max_over_ranks_and_prefers_gpu_reserved():
 def test_perplexity_is_exp_of_loss():
     assert metrics.perplexity(math.log(42.0)) == pytest.approx(42.0)
     assert metrics.perplexity(1e4) == math.inf
+    assert math.isnan(metrics.perplexity(math.nan))  # a diverged loss is not an infinitely bad model
+
+
+def test_divergence_note_names_the_first_non_finite_step():
+    assert metrics.divergence_note([9.4, 8.2, 7.1]) is None
+    assert metrics.divergence_note([9.4, 8.2, math.nan, math.inf]) == "loss diverged: not finite from step 2 of 4"
 
 
 def test_peak_memory_reads_this_process_rss():

@@ -1,4 +1,8 @@
-"""torch DistributedDataParallel: full replica per rank, gradients all-reduced once per optimizer step."""
+"""torch DistributedDataParallel: full replica per rank, gradients all-reduced once per optimizer step.
+
+At world size 1 the module is not wrapped: DDP would copy every gradient into its buckets and all-reduce
+with itself. Above it, gradients are views into the buckets (`gradient_as_bucket_view`), one copy less.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,11 @@ class DDPTrainer:
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
         self.module = module.to(env.device)
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
-        self.wrapped = DistributedDataParallel(self.module, device_ids=device_ids)
+        self.wrapped = (
+            DistributedDataParallel(self.module, device_ids=device_ids, gradient_as_bucket_view=True)
+            if env.world_size > 1
+            else self.module
+        )
         self.optimizer = adamw(self.module.parameters(), env)
         self.autocast = lambda: autocast(cell.precision, env.device)
         self.max_grad_norm = env.max_grad_norm
@@ -22,7 +30,7 @@ class DDPTrainer:
 
     def _forward_backward(self, batch, is_last: bool, n: int) -> torch.Tensor:
         # gradients are all-reduced only on the last micro-batch of the step
-        with contextlib.nullcontext() if is_last else self.wrapped.no_sync():
+        with contextlib.nullcontext() if is_last or self.wrapped is self.module else self.wrapped.no_sync():
             with self.autocast():
                 loss = self.wrapped(input_ids=batch, labels=batch).loss / n
             loss.backward()
