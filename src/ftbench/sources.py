@@ -75,6 +75,27 @@ def _text_rows(text: str, sample_by: str) -> list[dict]:
     return [{"text": piece.strip("\n")} for piece in pieces if piece.strip()]
 
 
+_JSON = json.JSONDecoder()
+
+
+def _json_lines(text: str) -> list:
+    """`[json.loads(line) for line in text.splitlines() if line.strip()]`, without its per-line Python layers:
+    the scanner json.loads ends in, straight on each line; a line it does not take whole (surrounding
+    whitespace, a BOM, an error) goes through json.loads, which parses or reports it as before."""
+    scan = _JSON.scan_once
+    rows = []
+    append = rows.append
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row, end = scan(line, 0)
+        except Exception:  # StopIteration (no value at 0), JSONDecodeError, ...
+            end = -1
+        append(row if end == len(line) else json.loads(line))
+    return rows
+
+
 def read_rows(path: str | Path, sample_by: str = "paragraph") -> list[dict]:
     """The rows of one dataset file: parquet and csv through polars, json/jsonl as records, txt as `text` rows."""
     import polars as pl
@@ -91,7 +112,7 @@ def read_rows(path: str | Path, sample_by: str = "paragraph") -> list[dict]:
         text = path.read_text(encoding="utf-8")
         if text.lstrip().startswith("["):  # a JSON array of records; otherwise one record per line
             return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return _json_lines(text)
     raise ConfigError(f"dataset: cannot read {path} (supported: {', '.join(DATA_EXTENSIONS)})")
 
 
@@ -143,11 +164,25 @@ def _missing(key: str, what: str, missing: list[str], available) -> ConfigError:
     return ConfigError(f"{key}: {what} {missing} not in the dataset (columns: {sorted(available)})")
 
 
+def _blank_none(values: dict) -> dict:
+    return {k: "" if v is None else v for k, v in values.items()}
+
+
 def _format(template: str, values: dict, key: str, where: str) -> str:
     try:
-        return template.format_map({k: "" if v is None else v for k, v in values.items()})
+        return template.format_map(_blank_none(values))
     except KeyError as e:
         raise ConfigError(f"{key}: {where} has no column {e.args[0]!r} (columns: {sorted(values)})") from None
+
+
+def _format_rows(template: str, rows: list[dict]) -> list[str]:
+    """`_format` over every row, without its per-row Python layers; on any error the per-row path runs again
+    and reports it as before (a missing column, a bad format spec)."""
+    fmt = template.format_map
+    try:
+        return [fmt(row if None not in row.values() else _blank_none(row)) for row in rows]
+    except Exception:
+        return [_format(template, row, "dataset.template", f"row {i}") for i, row in enumerate(rows)]
 
 
 def _render_messages(row: dict, i: int, render: Render) -> str:
@@ -176,7 +211,7 @@ def render_documents(rows: list[dict], template: str | Render) -> list[str]:
         missing = [f for f in template_fields(render.template) if f not in columns]
         if missing:
             raise _missing("dataset.template", "column(s)", missing, columns)
-        docs = (_format(render.template, row, "dataset.template", f"row {i}") for i, row in enumerate(rows))
+        docs = _format_rows(render.template, rows)
     elif render.format == "messages":
         if render.messages_column not in columns:
             raise _missing("dataset.messages_column", "column", [render.messages_column], columns)

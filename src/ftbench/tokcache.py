@@ -1,16 +1,21 @@
 """The packed token cache: one per (dataset, tokenizer, seq_len), shared by every model using the tokenizer.
 
 Rows are rendered into documents (`ftbench.sources.Render`: the dataset's format and template),
-batch-encoded with the fast tokenizer, joined with EOS between documents and cut into `seq_len` blocks
-(no padding). Documents are split into train/eval before packing,
-so no document straddles the two. Blocks live in raw numpy memmaps beside a manifest.
+batch-encoded with the fast tokenizer (a GPT-2 style byte-level BPE encodes each distinct line once, see
+`_SEGMENT`), joined with EOS between documents and cut into `seq_len` blocks (no padding). Documents are
+split into train/eval before packing, so no document straddles the two. Blocks live in raw numpy memmaps
+beside a manifest.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
+import re
+from contextlib import contextmanager
 from dataclasses import asdict
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +33,103 @@ def tokenizer_fingerprint(tokenizer_dir: str | Path) -> str:
     return sha256_file(Path(tokenizer_dir) / "tokenizer.json")
 
 
+def _stream(token_lists, eos_id: int, dtype) -> np.ndarray:
+    """The documents' tokens, each followed by EOS, as one flat array."""
+    count = sum(map(len, token_lists)) + len(token_lists)
+    tokens = chain.from_iterable(chain.from_iterable(zip(token_lists, repeat((eos_id,)))))
+    return np.fromiter(tokens, dtype=dtype, count=count)
+
+
+def _blocks(stream: np.ndarray, seq_len: int) -> tuple[np.ndarray, int]:
+    """Cut a token stream into full `seq_len` blocks; return the blocks and the dropped tail."""
+    n_blocks = len(stream) // seq_len
+    return stream[: n_blocks * seq_len].reshape(n_blocks, seq_len), len(stream) - n_blocks * seq_len
+
+
 def _pack(token_lists: list[list[int]], eos_id: int, seq_len: int, dtype) -> tuple[np.ndarray, int]:
     """Concatenate documents with EOS after each, cut into full blocks; return blocks and dropped tail."""
-    lengths = np.fromiter((len(t) + 1 for t in token_lists), dtype=np.int64, count=len(token_lists))
-    flat = np.empty(int(lengths.sum()), dtype=dtype)
-    pos = 0
-    for tokens, n in zip(token_lists, lengths, strict=True):
-        flat[pos : pos + n - 1] = tokens
-        flat[pos + n - 1] = eos_id
-        pos += n
-    n_blocks = len(flat) // seq_len
-    return flat[: n_blocks * seq_len].reshape(n_blocks, seq_len), len(flat) - n_blocks * seq_len
+    return _blocks(_stream(token_lists, eos_id, dtype), seq_len)
+
+
+_SEGMENT = re.compile(r"(?:\n|^)[^\n]*(?:(?<![!-~\w])\n[^\n]*)*")
+"""A document's segments: cut before each newline that follows a character that is surely no whitespace
+(printable ASCII, a letter or a digit). No piece of the GPT-2 split regex (byte-level pre-tokenizer) holds a
+non-space followed by a space, the regex only looks ahead, and a cut there ends no run of spaces early; so
+the pre-tokenizer splits a document at every such cut and the tokenizer encodes it as the concatenation of
+its segments' encodings. Templated corpora repeat most segments (template lines, boilerplate answers), so
+each distinct segment is encoded once."""
+
+
+def _segmentable(backend, docs: list[str]) -> bool:
+    """Whether `backend` encodes a document as the concatenation of its `_SEGMENT`s: no normalizer, the
+    byte-level pre-tokenizer with the GPT-2 regex and no prefix space, a deterministic model, no
+    padding/truncation, a post-processor that adds nothing without special tokens, and no added token in
+    the text (added tokens are matched before pre-tokenization, possibly stripping neighbouring spaces)."""
+    from tokenizers import models, pre_tokenizers, processors
+
+    pre = backend.pre_tokenizer
+    if backend.normalizer is not None or not isinstance(pre, pre_tokenizers.ByteLevel):
+        return False
+    if pre.add_prefix_space or not pre.use_regex:
+        return False
+    if isinstance(backend.model, models.BPE) and backend.model.dropout:
+        return False
+    post = backend.post_processor
+    if post is not None and not isinstance(post, processors.TemplateProcessing | processors.ByteLevel):
+        return False
+    if backend.padding is not None or backend.truncation is not None:
+        return False
+    text = "\0".join(docs)
+    return not any(t.content in text for t in backend.get_added_tokens_decoder().values())
+
+
+def _encode_segmented(backend, split_docs: dict[str, list[str]], eos_id: int, dtype) -> dict[str, np.ndarray]:
+    """Token streams per split (see `_SEGMENT`): each distinct segment encoded once, then gathered."""
+    per_doc = dict.fromkeys(doc for docs in split_docs.values() for doc in docs)
+    per_doc.update(zip(per_doc, map(_SEGMENT.findall, per_doc), strict=True))
+    segments = {split: [per_doc[doc] for doc in docs] for split, docs in split_docs.items()}
+    unique = dict.fromkeys(chain.from_iterable(chain.from_iterable(segments.values())))
+    unique = dict(zip(unique, range(len(unique)), strict=True))
+    encodings = backend.encode_batch_fast(list(unique), add_special_tokens=False)
+    token_lists = [e.ids for e in encodings]
+    token_lists.append([eos_id])  # EOS: one more segment, after each document
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    starts = np.cumsum(lengths) - lengths
+    tokens = np.fromiter(chain.from_iterable(token_lists), dtype=dtype, count=int(lengths.sum()))
+    streams = {}
+    for split, doc_segments in segments.items():
+        n = sum(map(len, doc_segments))
+        order = np.fromiter(map(unique.__getitem__, chain.from_iterable(doc_segments)), dtype=np.int64, count=n)
+        doc_ends = np.cumsum(np.fromiter(map(len, doc_segments), dtype=np.int64, count=len(doc_segments)))
+        order = np.insert(order, doc_ends, len(token_lists) - 1)  # segment indices, EOS after each document
+        seg_lengths = lengths[order]
+        ends = np.cumsum(seg_lengths)
+        shift = np.repeat(starts[order] - (ends - seg_lengths), seg_lengths)
+        streams[split] = tokens[np.arange(len(shift)) + shift]
+    return streams
+
+
+def _encode(backend, split_docs: dict[str, list[str]], eos_id: int, dtype) -> dict[str, np.ndarray]:
+    """Each split's documents encoded (no special tokens) and joined with EOS after each, as one array."""
+    if _segmentable(backend, [doc for docs in split_docs.values() for doc in docs]):
+        return _encode_segmented(backend, split_docs, eos_id, dtype)
+    return {
+        split: _stream([e.ids for e in backend.encode_batch_fast(docs, add_special_tokens=False)], eos_id, dtype)
+        for split, docs in split_docs.items()
+    }
+
+
+@contextmanager
+def _gc_paused():
+    """Cyclic GC off while rows, documents and token lists pile up: they hold no cycles, and every full
+    collection would walk them and the whole heap (transformers, torch) again."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def build(
@@ -56,18 +147,20 @@ def build(
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     if tokenizer.eos_token_id is None:
         raise ValueError(f"tokenizer {tokenizer_dir} has no eos_token: documents are packed with EOS between them")
-    docs = render_documents(load_rows(dataset_dir), render)
-    order = list(range(len(docs)))
-    random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(docs) * eval_fraction))
-    split_docs = {"eval": [docs[i] for i in order[:n_eval]], "train": [docs[i] for i in order[n_eval:]]}
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.uint32
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with _gc_paused():
+        docs = render_documents(load_rows(dataset_dir), render)
+        order = list(range(len(docs)))
+        random.Random(seed).shuffle(order)
+        n_eval = max(1, round(len(docs) * eval_fraction))
+        split_docs = {"eval": [docs[i] for i in order[:n_eval]], "train": [docs[i] for i in order[n_eval:]]}
+        del docs
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        streams = _encode(tokenizer.backend_tokenizer, split_docs, tokenizer.eos_token_id, dtype)
     stats = {}
     for split in SPLITS:
-        encodings = tokenizer.backend_tokenizer.encode_batch(split_docs[split], add_special_tokens=False)
-        blocks, dropped = _pack([e.ids for e in encodings], tokenizer.eos_token_id, seq_len, dtype)
+        blocks, dropped = _blocks(streams[split], seq_len)
         if len(blocks) == 0:
             raise ValueError(
                 f"token cache {out_dir}: the {split} split has fewer than seq_len={seq_len} tokens "
