@@ -1,5 +1,6 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
 import dataclasses
+import inspect
 import json
 import os
 import re
@@ -15,9 +16,8 @@ from ftbench.config import (
     tokenizer_id,
     tokenizer_source as tokenizer_source_of,
 )
-from ftbench.matrix import job_spec, plan
+from ftbench.matrix import check_pivots, job_spec, plan
 from ftbench.slurm import job_resources, runtime_min
-from ftbench.tables import check_pivots
 from ftbench.sources import Render
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
@@ -27,6 +27,8 @@ check_pivots(config["report"]["pivots"])
 CELLS = {cell.id: cell for cell in PLAN.cells}
 # config `select`: the cells this invocation runs
 SELECTED = [cell.id for cell in PLAN.selected]
+# the GPU counts train_cell jobs run at
+CELL_GPUS = sorted({cell.gpus for cell in PLAN.cells})
 MODELS = [model["name"] for model in config["models"]]
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
@@ -81,8 +83,10 @@ def metrics_file(cell_id):
 
 
 def all_targets():
+    """The default target: the summary (it needs every selected cell's metrics.json), the calibration and the
+    README tables. The cells are not listed again: 1,000 more edges for Snakemake to resolve, same jobs.
+    """
     return [
-        *(metrics_file(cell_id) for cell_id in SELECTED),
         f"{RUN_DIR}/summary.parquet",
         f"{RUN_DIR}/calibration.json",
         f"{RUN_DIR}/tables.md",
@@ -121,20 +125,53 @@ def model_download_inputs(wildcards):
     }
 
 
-def train_inputs(wildcards):
-    tok = tokenizer_of(wildcards.model)
-    return {
-        "model": f"resources/models/{wildcards.model}/manifest.json",
-        "cache": f"resources/tokcache/{DATASET}/{tok}/seq{wildcards.seq}/manifest.json",
-    }
+def per_job(func):
+    """A function Snakemake calls once per job. Snakemake asks for its signature (which arguments it takes)
+    on every call; computing it once here saves that work on every job of a large matrix.
+    """
+    func.__signature__ = inspect.signature(func)
+    return func
+
+
+def train_cache_input():
+    """train_cell's token cache: a path pattern when every model shares one tokenizer (nothing to evaluate
+    per job), else a function of the cell's model."""
+    tokenizers = {name: tokenizer_of(name) for name in MODELS}
+    if len(set(tokenizers.values())) == 1:
+        return f"resources/tokcache/{DATASET}/{tokenizers[MODELS[0]]}/seq{{seq}}/manifest.json"
+    return per_job(
+        lambda wildcards: f"resources/tokcache/{DATASET}/{tokenizers[wildcards.model]}/seq{wildcards.seq}/manifest.json"
+    )
+
+
+def per_gpu_count(value_of):
+    """A train_cell attribute that depends on the cell's GPU count alone, computed once per GPU count.
+
+    Snakemake calls a function once per job (a 1,000-cell matrix: 1,000 calls per attribute), so an
+    attribute with one value for every cell is given as that value instead of a function.
+    """
+    values = {gpus: value_of(gpus) for gpus in CELL_GPUS}
+    if len(set(values.values())) == 1:
+        return values[CELL_GPUS[0]]
+
+    def of_cell(wildcards):
+        gpus = int(wildcards.gpus)
+        return values[gpus] if gpus in values else value_of(gpus)
+
+    return per_job(of_cell)
 
 
 def cell_resource(name):
-    """One Slurm resource of a training cell's job (ftbench.slurm.job_resources), per cell."""
+    """One Slurm resource of a training cell's job (ftbench.slurm.job_resources), per GPU count."""
     runtime = runtime_min(config["limits"]["cell_timeout_s"])
-    return lambda wildcards: job_resources(
-        config["hardware"], int(wildcards.gpus), runtime
-    )[name]
+    return per_gpu_count(
+        lambda gpus: job_resources(config["hardware"], gpus, runtime)[name]
+    )
+
+
+def cell_threads():
+    """Threads of a training cell's job: one rank per GPU, each with hardware.cpu_threads_per_rank."""
+    return per_gpu_count(lambda gpus: gpus * config["hardware"]["cpu_threads_per_rank"])
 
 
 def calibration_resource(name):
@@ -144,6 +181,7 @@ def calibration_resource(name):
     ]
 
 
+@per_job
 def train_spec(wildcards):
     return json.dumps(job_spec(config, cell_of(wildcards)), sort_keys=True)
 

@@ -4,7 +4,8 @@
 
 rule train_cell:
     input:
-        unpack(train_inputs),
+        model="resources/models/{model}/manifest.json",
+        cache=train_cache_input(),
     output:
         metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/metrics.json",
     log:
@@ -13,7 +14,7 @@ rule train_cell:
         f"logs/{RUN}/benchmarks/train_cell/{TRAIN_DIR}.tsv"
     conda:
         "../envs/train.yaml"
-    threads: lambda wildcards: int(wildcards.gpus) * config["hardware"]["cpu_threads_per_rank"]
+    threads: cell_threads()
     resources:
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
@@ -30,8 +31,8 @@ rule train_cell:
         cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
     params:
         spec=train_spec,
-        model_dir=lambda wildcards, input: os.path.dirname(input.model),
-        cache_dir=lambda wildcards, input: os.path.dirname(input.cache),
+        model_dir=subpath(input.model, parent=True),
+        cache_dir=subpath(input.cache, parent=True),
         extensions_dir=EXTENSIONS_DIR,
     shell:
         # DeepSpeed JIT-compiles its ops once into this cache; every later cell reuses them

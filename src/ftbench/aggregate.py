@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from ftbench import slurm
-from ftbench.config import parse_cell_id
+from ftbench.config import SUMMARY_COLUMNS, parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
 from ftbench.launch import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
@@ -36,31 +36,8 @@ SLURM_STATES = {
     "FAILED": (STATUS_FAILED, "Slurm FAILED: the job ended before the launcher recorded a result"),
 }
 
-KEY_COLUMNS = ["cell_id", "model", "strategy", "gpus", "method", "precision", "batch_size_per_gpu", "seq_len"]
-FRONT_COLUMNS = [
-    *KEY_COLUMNS,
-    "status",
-    "zero_stage",
-    "global_batch_size",
-    "grad_accum_steps",
-    "run_duration_s",
-    "startup_s",
-    "train_time_s",
-    "train_tokens_per_s",
-    "train_samples_per_s",
-    "step_time_p50_s",
-    "step_time_p95_s",
-    "inference_tokens_per_s",
-    "peak_memory_gb",
-    "peak_memory_kind",
-    "train_loss_avg",
-    "eval_loss",
-    "eval_perplexity",
-    "mfu_measured",
-    "mfu_datasheet",
-    "params_total",
-    "params_trainable",
-]
+KEY_COLUMNS = list(SUMMARY_COLUMNS[:8])
+FRONT_COLUMNS = list(SUMMARY_COLUMNS)
 SCHEMA_OVERRIDES = {"gpus": pl.Int64, "batch_size_per_gpu": pl.Int64, "seq_len": pl.Int64, "zero_stage": pl.Int64}
 
 

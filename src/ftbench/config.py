@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 CELL_PATTERN = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 """The cell id; also the directory of the cell under results/<run_name>/runs/."""
@@ -93,7 +93,11 @@ class Cell:
         )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # the fields are plain values: no deep copy (dataclasses.asdict) needed
+        return {name: getattr(self, name) for name in CELL_FIELDS}
+
+
+CELL_FIELDS = tuple(f.name for f in fields(Cell))
 
 
 _CELL_RE = re.compile(
@@ -116,6 +120,41 @@ def model_config(config: dict, name: str) -> dict:
         if model["name"] == name:
             return model
     raise ConfigError(f"models: no model named {name!r}")
+
+
+SUMMARY_COLUMNS = (
+    "cell_id",
+    "model",
+    "strategy",
+    "gpus",
+    "method",
+    "precision",
+    "batch_size_per_gpu",
+    "seq_len",
+    "status",
+    "zero_stage",
+    "global_batch_size",
+    "grad_accum_steps",
+    "run_duration_s",
+    "startup_s",
+    "train_time_s",
+    "train_tokens_per_s",
+    "train_samples_per_s",
+    "step_time_p50_s",
+    "step_time_p95_s",
+    "inference_tokens_per_s",
+    "peak_memory_gb",
+    "peak_memory_kind",
+    "train_loss_avg",
+    "eval_loss",
+    "eval_perplexity",
+    "mfu_measured",
+    "mfu_datasheet",
+    "params_total",
+    "params_trainable",
+)
+"""The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
+Here rather than in ftbench.aggregate so that checking the config never imports polars."""
 
 
 MODEL_BUILD_KEYS = ("name", "source", "architecture", "tokenizer")

@@ -10,7 +10,15 @@ import fnmatch
 import itertools
 from dataclasses import dataclass, field
 
-from ftbench.config import STRATEGY_TRAITS, Cell, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
+from ftbench.config import (
+    STRATEGY_TRAITS,
+    SUMMARY_COLUMNS,
+    Cell,
+    ConfigError,
+    bpe_vocab_size,
+    source_kind,
+    tokenizer_source,
+)
 from ftbench.slurm import geometry
 
 
@@ -126,6 +134,22 @@ def plan(config: dict) -> Plan:
             f"select: {patterns} match none of the {len(result.cells)} cells (ids look like {result.cells[0].id!r})"
         )
     return result
+
+
+PIVOT_COLUMNS = frozenset(SUMMARY_COLUMNS)
+
+
+def check_pivots(pivots: list[dict]) -> None:
+    """Refuse a `report.pivots` table naming a column the summary does not have, before anything runs."""
+    for i, pivot in enumerate(pivots):
+        for key in ("rows", "columns", "value", "filter"):
+            names = pivot.get(key) or []
+            for name in [names] if isinstance(names, str) else names:
+                if name not in PIVOT_COLUMNS:
+                    raise ConfigError(
+                        f"report.pivots[{i}].{key}: {name!r} is not a summary column; "
+                        f"use one of {', '.join(sorted(PIVOT_COLUMNS))}"
+                    )
 
 
 def job_spec(config: dict, cell: Cell) -> dict:

@@ -12,7 +12,6 @@ import polars as pl
 
 from ftbench import aggregate
 from ftbench.charts import KINDS, not_plotted, render_all
-from ftbench.config import ConfigError
 from ftbench.files import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -101,22 +100,6 @@ def charts_block(rows: pl.DataFrame, model: str, charts_rel: str) -> str:
     links = [f"[![{k.title}]({charts_rel}/{model}/{k.name}.png)]({charts_rel}/{model}/{k.name}.html)" for k in KINDS]
     missing = not_plotted(rows, "train_tokens_per_s")
     return "\n".join(links) + (f"\n\nNot in the charts: {', '.join(missing)}." if missing else "")
-
-
-PIVOT_COLUMNS = set(aggregate.FRONT_COLUMNS)
-
-
-def check_pivots(pivots: list[dict]) -> None:
-    """Refuse a pivot naming a column the summary does not have, before anything runs."""
-    for i, pivot in enumerate(pivots):
-        for key in ("rows", "columns", "value", "filter"):
-            names = pivot.get(key) or []
-            for name in [names] if isinstance(names, str) else names:
-                if name not in PIVOT_COLUMNS:
-                    raise ConfigError(
-                        f"report.pivots[{i}].{key}: {name!r} is not a summary column; "
-                        f"use one of {', '.join(sorted(PIVOT_COLUMNS))}"
-                    )
 
 
 def pivot_table(frame: pl.DataFrame, pivot: dict) -> str:

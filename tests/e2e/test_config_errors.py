@@ -26,6 +26,10 @@ pytestmark = pytest.mark.e2e
             lambda c: c["models"][0].update(source="hf:acme/llama"),
             r"models\[0\].architecture \(tiny-llama\): only config",
         ),
+        (
+            lambda c: c["report"]["pivots"][0].update(value="tokens"),
+            r"report.pivots\[0\].value: 'tokens' is not a summary column",
+        ),
     ],
 )
 def test_bad_config_stops_the_dry_run_with_a_message(tmp_path, raw_test_config, run_snakemake, mutate, message):

@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 import yaml
 
-from ftbench import aggregate, tables
+from ftbench import aggregate, matrix, tables
 from ftbench.config import ConfigError
 
 BEGIN, END = tables.markers("r")
@@ -131,7 +131,7 @@ def test_declared_pivot_puts_gpu_counts_in_columns():
 
 def test_a_pivot_naming_an_unknown_column_is_refused_with_the_choices():
     with pytest.raises(ConfigError, match=r"report.pivots\[0\].value: 'tokens' is not a summary column; use one of"):
-        tables.check_pivots([{"title": "t", "rows": ["model"], "columns": "gpus", "value": "tokens"}])
+        matrix.check_pivots([{"title": "t", "rows": ["model"], "columns": "gpus", "value": "tokens"}])
 
 
 @pytest.mark.parametrize("config_file", ["config.yaml", "configs/cpu-strategies.yaml"])
