@@ -9,6 +9,8 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ftbench.config import (
+    check_config,
+    check_local_sources,
     is_download,
     local_path,
     model_build_config,
@@ -20,10 +22,13 @@ from ftbench.matrix import check_pivots, job_spec, plan
 from ftbench.slurm import job_resources, runtime_min
 from ftbench.sources import Render
 
+# every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
+check_config(config, workflow.basedir)
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # the matrix, pruned and checked: a ConfigError stops here, before any job
 PLAN = plan(config)
 check_pivots(config["report"]["pivots"])
+check_local_sources(config)
 CELLS = {cell.id: cell for cell in PLAN.cells}
 # config `select`: the cells this invocation runs
 SELECTED = [cell.id for cell in PLAN.selected]
@@ -83,10 +88,12 @@ def metrics_file(cell_id):
 
 
 def all_targets():
-    """The default target: the summary (it needs every selected cell's metrics.json), the calibration and the
-    README tables. The cells are not listed again: 1,000 more edges for Snakemake to resolve, same jobs.
+    """The default target: every selected cell, the summary, the calibration and the README tables. The cells
+    are listed although the summary needs them too: after a failed sweep the summary exists (rebuilt from what
+    ran), and only a target naming the cells makes the next run retry the failed ones.
     """
     return [
+        *(metrics_file(cell_id) for cell_id in SELECTED),
         f"{RUN_DIR}/summary.parquet",
         f"{RUN_DIR}/calibration.json",
         f"{RUN_DIR}/tables.md",

@@ -63,6 +63,26 @@ def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
     }
 
 
+RESULT_STATUSES = ("ok", "oom", STATUS_TIMEOUT)
+"""The statuses a metrics.json records (failed, pruned and pending rows have none)."""
+
+
+def read_metrics(path: str | Path) -> tuple[dict | None, str | None]:
+    """A cell's metrics.json, or None and why it cannot be aggregated ("metrics.json unreadable: ..."): not
+    UTF-8 or JSON (truncated, corrupted), not an object, or without a status a result records."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            metrics = json.load(f)
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return None, f"metrics.json unreadable: {path}: {type(e).__name__}: {e}"
+    if not isinstance(metrics, dict):
+        return None, f"metrics.json unreadable: {path}: a JSON {type(metrics).__name__}, not an object"
+    if metrics.get("status") not in RESULT_STATUSES:
+        status = metrics.get("status")
+        return None, f"metrics.json unreadable: {path}: status {status!r} is not one of {list(RESULT_STATUSES)}"
+    return metrics, None
+
+
 def job_record(cell_dir: Path, name: str) -> Path | None:
     """The cell's own `name` file, else the first of its repeats' (runs/<cell>/repeat-<r>/)."""
     found = [cell_dir / name, *sorted(cell_dir.glob(f"repeat-*/{name}"))]
@@ -111,11 +131,19 @@ def collect(
     for cell_id, path in zip(cell_ids, metrics_files, strict=True):
         failure = job_record(Path(path).parent, FAILURE_FILE)
         if Path(path).exists():
-            with open(path, encoding="utf-8") as f:
-                rows.append(flatten(json.load(f)))
+            metrics, problem = read_metrics(path)
+            if problem is None:
+                rows.append(flatten(metrics))
+            else:  # never aggregated as if fine: a failed row that says why
+                log.warning("%s: %s", cell_id, problem)
+                rows.append({**pending_row(cell_id, STATUS_FAILED), "note": problem[:300]})
         elif failure:  # the job died; its declared output is gone, the reason stayed beside it
-            record = read_json(failure)
-            reason = f"{record.get('error_type') or 'exit ' + str(record.get('returncode'))}: {record['error']}"
+            try:
+                record = read_json(failure)
+                reason = f"{record.get('error_type') or 'exit ' + str(record.get('returncode'))}: {record['error']}"
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+                reason = f"{FAILURE_FILE} unreadable: {failure}: {type(e).__name__}: {e}"
+                log.warning("%s: %s", cell_id, reason)
             rows.append({**pending_row(cell_id, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
         else:
             rows.append(slurm_row(cell_id, job_record(Path(path).parent, JOB_FILE)))

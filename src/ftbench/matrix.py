@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+import json
+import os
 from dataclasses import dataclass, field
 
 from ftbench.config import (
@@ -20,6 +22,7 @@ from ftbench.config import (
     tokenizer_source,
 )
 from ftbench.slurm import geometry
+from ftbench.sources import max_positions
 
 
 @dataclass
@@ -71,20 +74,21 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
 
 
-def _global_batch(config: dict, model: dict, strategy: str, gpus: int, bs: int) -> int:
+def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: int, bs: int) -> int:
     """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks.
 
     Unset, it is batch_size_per_gpu x GPUs for every strategy (for pipeline: one micro-batch per stage),
     so strategies at the same GPU count train on the same tokens."""
+    key = f"models[{index}].global_batch_size" if "global_batch_size" in model else "global_batch_size"
     gbs = model.get("global_batch_size", config.get("global_batch_size"))
     if gbs is None:
         return bs * gpus
     dp = gpus if STRATEGY_TRAITS[strategy].data_parallel else 1
     if gbs % (bs * dp):
         raise ConfigError(
-            f"global_batch_size: {gbs} for model {model['name']!r} with {strategy} at {gpus} GPU(s) is not a "
+            f"{key}: {gbs} for model {model['name']!r} with {strategy} at {gpus} GPU(s) is not a "
             f"multiple of batch_size_per_gpu x data-parallel ranks = {bs} x {dp}; gradient accumulation needs an "
-            "exact division"
+            f"exact division (use a multiple of {bs * dp}, or leave it unset)"
         )
     return gbs
 
@@ -94,10 +98,23 @@ def plan(config: dict) -> Plan:
     _check_models(config)
     matrix = config["matrix"]
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
+    for i, gpus in enumerate(matrix["gpus"]):
+        if gpus > gpus_per_node and gpus % gpus_per_node:
+            raise ConfigError(
+                f"matrix.gpus[{i}]: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
+                f"up to {gpus_per_node} or a multiple of {gpus_per_node}"
+            )
     result = Plan()
-    for model in config["models"]:
+    for index, model in enumerate(config["models"]):
         bs = model.get("batch_size_per_gpu", config["batch_size_per_gpu"])
         max_pos = model.get("architecture", {}).get("max_positions")
+        if max_pos is not None:
+            for j, seq in enumerate(matrix["seq_len"]):
+                if seq > max_pos:
+                    raise ConfigError(
+                        f"matrix.seq_len[{j}]: {seq} exceeds models[{index}].architecture.max_positions={max_pos} "
+                        f"({model['name']}); use at most {max_pos} or raise max_positions"
+                    )
         for strategy, gpus, method, precision, seq in itertools.product(
             matrix["strategies"],
             matrix["gpus"],
@@ -106,10 +123,6 @@ def plan(config: dict) -> Plan:
             matrix["seq_len"],
         ):
             geometry(gpus, gpus_per_node)  # refuses a count that does not fill whole nodes
-            if max_pos is not None and seq > max_pos:
-                raise ConfigError(
-                    f"matrix.seq_len: {seq} exceeds models[{model['name']}].architecture.max_positions={max_pos}"
-                )
             cell = Cell(
                 model=model["name"],
                 strategy=strategy,
@@ -118,7 +131,7 @@ def plan(config: dict) -> Plan:
                 precision=precision,
                 batch_size_per_gpu=bs,
                 seq_len=seq,
-                global_batch_size=_global_batch(config, model, strategy, gpus, bs),
+                global_batch_size=_global_batch(config, index, model, strategy, gpus, bs),
             )
             reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
             if reason:
@@ -126,14 +139,44 @@ def plan(config: dict) -> Plan:
             else:
                 result.cells.append(cell)
     if not result.cells:
-        raise ConfigError("matrix: every cell was pruned; nothing to run")
+        reasons = sorted({reason for _, reason in result.pruned})
+        raise ConfigError(
+            f"matrix: every one of the {len(result.pruned)} cells was pruned, nothing to run ({'; '.join(reasons)}); "
+            "add strategies to matrix.strategies or GPU counts to matrix.gpus"
+        )
     patterns = config.get("select") or ["*"]
     result.selected = [c for c in result.cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
     if not result.selected:
         raise ConfigError(
             f"select: {patterns} match none of the {len(result.cells)} cells (ids look like {result.cells[0].id!r})"
         )
+    for i, pattern in enumerate(patterns):
+        if not any(fnmatch.fnmatchcase(c.id, pattern) for c in result.cells):
+            raise ConfigError(
+                f"select[{i}]: {pattern!r} matches none of the {len(result.cells)} cells (ids look like "
+                f"{result.cells[0].id!r}); fix or drop the pattern"
+            )
     return result
+
+
+def check_downloaded_model(cell: Cell, config_json: str | os.PathLike) -> None:
+    """What a downloaded model's config.json alone tells: refuse a cell it cannot run, naming the cell, before
+    any process group starts (config: models are checked by `plan`)."""
+    with open(config_json) as f:
+        cfg = json.load(f)
+    where = f"model {cell.model!r} ({config_json})"
+    limit = max_positions(config_json)
+    if limit is not None and cell.seq_len > limit:
+        raise ConfigError(
+            f"cell {cell.id}: matrix.seq_len {cell.seq_len} exceeds max_position_embeddings={limit} of {where}; "
+            "leave that seq_len out or use another model"
+        )
+    layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
+    if cell.strategy == "pipeline" and layers is not None and cell.gpus > layers:
+        raise ConfigError(
+            f"cell {cell.id}: pipeline with {cell.gpus} stages needs at least {cell.gpus} decoder layers, "
+            f"{where} has {layers}; leave that GPU count out of matrix.gpus for pipeline or use another model"
+        )
 
 
 PIVOT_COLUMNS = frozenset(SUMMARY_COLUMNS)

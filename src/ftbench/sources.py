@@ -85,35 +85,88 @@ def _json_lines(text: str) -> list:
     scan = _JSON.scan_once
     rows = []
     append = rows.append
-    for line in text.splitlines():
+    for i, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:
             row, end = scan(line, 0)
         except Exception:  # StopIteration (no value at 0), JSONDecodeError, ...
             end = -1
-        append(row if end == len(line) else json.loads(line))
+        if end != len(line):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:  # report the file's line, not the line's own line 1
+                raise _line_error(e, i) from None
+        append(row)
+    return rows
+
+
+def _line_error(error: json.JSONDecodeError, index: int) -> json.JSONDecodeError:
+    """`error` (raised on one line alone) with the line number of that line in the file."""
+    out = json.JSONDecodeError(error.msg, error.doc, error.pos)
+    out.lineno, out.colno = index + 1, error.colno
+    out.args = (f"{error.msg}: line {index + 1} column {error.colno}",)
+    return out
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text of a dataset file; other bytes are a config error naming the file, the offset and the line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(
+            f"dataset file {path}: not UTF-8 at byte offset {e.start} (line {line}): byte "
+            f"0x{data[e.start]:02x}, {e.reason}; re-encode the file as UTF-8"
+        ) from None
+
+
+def _records(path: Path, rows) -> list[dict]:
+    """json/jsonl rows must be objects (one record each); anything else is named with its line."""
+    if not isinstance(rows, list):
+        raise ConfigError(f"dataset file {path}: a JSON {type(rows).__name__}, not records (objects)")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ConfigError(
+                f"dataset file {path}: record {i + 1} is a JSON {type(row).__name__}, not an object of columns"
+            )
     return rows
 
 
 def read_rows(path: str | Path, sample_by: str = "paragraph") -> list[dict]:
-    """The rows of one dataset file: parquet and csv through polars, json/jsonl as records, txt as `text` rows."""
+    """The rows of one dataset file: parquet and csv through polars, json/jsonl as records, txt as `text` rows.
+    An empty file, bytes that are not UTF-8 and JSON that is not records are config errors naming the file."""
     import polars as pl
 
     path = Path(path)
     suffix = path.suffix.lower().lstrip(".")
+    if suffix not in DATA_EXTENSIONS:
+        raise ConfigError(f"dataset: cannot read {path} (supported: {', '.join(DATA_EXTENSIONS)})")
+    if path.stat().st_size == 0:
+        raise ConfigError(f"dataset file {path} is empty (0 bytes); remove it or narrow dataset.files")
     if suffix == "parquet":
         return pl.read_parquet(path).to_dicts()
     if suffix == "csv":  # every column as text, as a template renders it
-        return pl.read_csv(path, infer_schema=False).to_dicts()
+        try:
+            return pl.read_csv(path, infer_schema=False).to_dicts()
+        except Exception as e:
+            _decode(path, path.read_bytes())  # names the offending byte when that is the cause
+            raise ConfigError(f"dataset file {path}: not readable as csv ({_first_line(e)})") from e
+    text = _decode(path, path.read_bytes())
+    if not text.strip():
+        raise ConfigError(f"dataset file {path} holds only whitespace; remove it or narrow dataset.files")
     if suffix == "txt":
-        return _text_rows(path.read_text(encoding="utf-8"), sample_by)
-    if suffix in ("json", "jsonl"):
-        text = path.read_text(encoding="utf-8")
+        return _text_rows(text, sample_by)
+    try:
         if text.lstrip().startswith("["):  # a JSON array of records; otherwise one record per line
-            return json.loads(text)
-        return _json_lines(text)
-    raise ConfigError(f"dataset: cannot read {path} (supported: {', '.join(DATA_EXTENSIONS)})")
+            return _records(path, json.loads(text))
+        return _records(path, _json_lines(text))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"dataset file {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def load_rows(dataset_dir: str | Path) -> list[dict]:
@@ -122,8 +175,11 @@ def load_rows(dataset_dir: str | Path) -> list[dict]:
     manifest_path = dataset_dir / "manifest.json"
     manifest = read_json(manifest_path) if manifest_path.exists() else {}
     rows = []
-    for name in manifest.get("data_files", [DATA_FILE]):
+    names = manifest.get("data_files", [DATA_FILE])
+    for name in names:
         rows.extend(read_rows(dataset_dir / name, manifest.get("sample_by", "paragraph")))
+    if not rows:
+        raise ConfigError(f"dataset {dataset_dir}: no rows in {names}")
     return rows
 
 

@@ -4,6 +4,7 @@ same summary renders the same bytes."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -167,12 +168,14 @@ def render_docs(docs_summary, readme, charts_dir=None, pivots=()) -> str:
 
 
 def publish(summary_csv, docs_summary, readme, tables_md, run_name: str, charts_dir=None, pivots=()) -> None:
-    """Copy the summary under docs/, render the tables from that copy, splice them into the README."""
-    atomic_write_bytes(docs_summary, Path(summary_csv).read_bytes())
-    block = render_docs(docs_summary, readme, charts_dir, pivots)
+    """Copy the summary under docs/, render the tables from that copy, splice them into the README. The
+    splice is checked first: unbalanced markers leave the README and docs/ as they were."""
+    data = Path(summary_csv).read_bytes()
+    block = render_docs(io.BytesIO(data), readme, charts_dir, pivots)  # the very bytes docs/ gets
     readme = Path(readme)
     old = readme.read_text(encoding="utf-8")
     new = splice(old, block, run_name)
+    atomic_write_bytes(docs_summary, data)
     if new != old:
         atomic_write_text(readme, new)
         log.info("rewrote the tables in %s", readme)

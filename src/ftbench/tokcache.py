@@ -20,12 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ftbench.files import read_json, sha256_file, write_manifest
+from ftbench.files import CorruptResource, read_json, sha256_file, verify_manifest, write_manifest
 from ftbench.sources import Render, load_rows, render_documents
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval")
+REBUILD = "delete the directory (or run `snakemake --forcerun build_token_cache`) to rebuild it"
+
+
+def verify(cache_dir: str | Path, hash_budget: int | None = None) -> dict:
+    """The cache's manifest, once its files are the ones it records: sizes always, sha256 of the files
+    within `hash_budget` bytes (default `files.HASH_BUDGET_BYTES`). A truncated or corrupted split is
+    refused naming the file and how to rebuild it, never trained on."""
+    kwargs = {} if hash_budget is None else {"hash_budget": hash_budget}
+    return verify_manifest(cache_dir, rebuild="build_token_cache", what="token cache", **kwargs)
 
 
 def tokenizer_fingerprint(tokenizer_dir: str | Path) -> str:
@@ -150,6 +159,8 @@ def build(
     dtype = np.uint16 if len(tokenizer) <= np.iinfo(np.uint16).max + 1 else np.uint32
     with _gc_paused():
         docs = render_documents(load_rows(dataset_dir), render)
+        if not docs:
+            raise ValueError(f"dataset {dataset_dir}: every document rendered empty ({render.format} format)")
         order = list(range(len(docs)))
         random.Random(seed).shuffle(order)
         n_eval = max(1, round(len(docs) * eval_fraction))
@@ -194,11 +205,14 @@ def open_split(cache_dir: str | Path, split: str) -> np.ndarray:
     """A read-only [blocks, seq_len] memmap of one split, checked against the manifest."""
     cache_dir = Path(cache_dir)
     manifest = read_json(cache_dir / "manifest.json")
-    blocks = np.load(cache_dir / f"{split}.npy", mmap_mode="r")
+    try:
+        blocks = np.load(cache_dir / f"{split}.npy", mmap_mode="r")
+    except (OSError, ValueError) as e:  # a truncated file: numpy's "mmap length is greater than file size"
+        raise CorruptResource(f"token cache file {cache_dir}/{split}.npy cannot be opened ({e}); {REBUILD}") from e
     expected = (manifest["splits"][split]["blocks"], manifest["seq_len"])
     if blocks.shape != expected or blocks.dtype.name != manifest["dtype"]:
         raise ValueError(
             f"token cache {cache_dir}/{split}.npy is {blocks.shape} {blocks.dtype}, manifest says "
-            f"{expected} {manifest['dtype']}; delete the directory to rebuild it"
+            f"{expected} {manifest['dtype']}; {REBUILD}"
         )
     return blocks

@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import limits, loop, methods, metrics, provenance, sources, tokcache
+from ftbench import limits, loop, methods, metrics, provenance, tokcache
 from ftbench.config import Cell
-from ftbench.files import atomic_write_json, read_json
+from ftbench.files import atomic_write_json, read_json, verify_manifest
+from ftbench.matrix import check_downloaded_model
 from ftbench.strategies import TrainEnv, build_trainer
 
 log = logging.getLogger("ftbench.train_cell")
@@ -51,14 +52,23 @@ def check_cache_matches_model(cache_dir: Path, model_dir: Path, model) -> dict:
     return manifest
 
 
-def check_seq_len(model_dir: Path, cell: Cell) -> None:
-    """A downloaded model's config caps the sequence length; say so before any process group starts."""
-    limit = sources.max_positions(model_dir / "config.json")
-    if limit is not None and cell.seq_len > limit:
-        raise ValueError(
-            f"cell {cell.id}: matrix.seq_len {cell.seq_len} exceeds max_position_embeddings={limit} of model "
-            f"{cell.model!r} ({model_dir}/config.json); leave that seq_len out or use another model"
-        )
+def check_inputs(cell: Cell, model_dir: Path, cache_dir: Path) -> dict:
+    """Before any process group starts: the model's and the token cache's files are those their manifests
+    record (sizes always, sha256 within `files.HASH_BUDGET_BYTES` per directory), and the train split holds
+    at least one global batch. A truncated or corrupted file is refused naming it, never trained on."""
+    model_manifest = verify_manifest(model_dir, what="model", rebuild=model_rule(model_dir))
+    cache_manifest = tokcache.verify(cache_dir)
+    loop.check_enough_data(cache_manifest["splits"]["train"]["blocks"], cell)
+    return {"model": model_manifest, "cache": cache_manifest}
+
+
+def model_rule(model_dir: Path) -> str:
+    """The rule that makes a model directory: prepare_model for `config:` sources, else download_model."""
+    try:
+        source = read_json(Path(model_dir) / "manifest.json").get("source", "")
+    except (OSError, ValueError):
+        source = ""
+    return "prepare_model" if source.startswith("config:") else "download_model"
 
 
 def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict | None = None) -> dict | None:
@@ -81,7 +91,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         torch.set_num_threads(spec["hardware"]["cpu_threads_per_rank"])
     if world != cell.gpus:
         raise ValueError(f"cell {cell.id} needs {cell.gpus} processes, torchrun started {world}")
-    check_seq_len(model_dir, cell)
+    check_inputs(cell, model_dir, cache_dir)
+    check_downloaded_model(cell, model_dir / "config.json")
     progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     marks["process_group"] = time.time()

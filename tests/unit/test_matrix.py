@@ -67,8 +67,14 @@ def test_per_model_batch_override(test_config):
         (lambda c: c["models"].append(dict(c["models"][0])), r"models\[1\].name: duplicate model name"),
         (lambda c: c["models"][0].pop("architecture"), "needs an `architecture`"),
         (lambda c: c["models"][0]["architecture"].update(num_heads=3), "not divisible by num_heads 3"),
-        (lambda c: c["matrix"].update(seq_len=[256]), "seq_len: 256 exceeds .*max_positions=128"),
-        (lambda c: c["matrix"].update(gpus=[12]), "12 GPUs do not fill whole nodes of hardware.gpus_per_node=8"),
+        (
+            lambda c: c["matrix"].update(seq_len=[256]),
+            r"matrix.seq_len\[0\]: 256 exceeds models\[0\].architecture.max_positions=128",
+        ),
+        (
+            lambda c: c["matrix"].update(gpus=[12]),
+            r"matrix.gpus\[0\]: 12 GPUs do not fill whole nodes of hardware.gpus_per_node=8",
+        ),
         (lambda c: c["models"][0].update(tokenizer="builtin:bpe-100"), "vocab 100 must be in"),
     ],
 )

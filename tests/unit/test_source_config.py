@@ -5,11 +5,9 @@ import re
 
 import pytest
 import yaml
-from snakemake.exceptions import WorkflowError
 
-from ftbench import train_cell
-from ftbench.config import Cell, ConfigError, tokenizer_id, tokenizer_source, validate
-from ftbench.matrix import plan
+from ftbench.config import Cell, ConfigError, check_local_sources, tokenizer_id, tokenizer_source, validate
+from ftbench.matrix import check_downloaded_model, plan
 
 LLAMA7 = "hf:meta-llama/Llama-2-7b-hf"
 
@@ -62,16 +60,60 @@ def test_schema_takes_hub_and_local_sources_and_the_dataset_keys(test_config):
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
-        (lambda c: c["dataset"].update(source="hf:"), "does not match"),
-        (lambda c: c["dataset"].update(source="s3://bucket/data.csv"), "does not match"),
-        (lambda c: c["dataset"].update(format="chat"), "'chat' is not one of"),
-        (lambda c: c["models"][0].update(source="hf:a/b c"), "does not match"),
+        (
+            lambda c: c["dataset"].update(source="hf:"),
+            r"dataset.source: 'hf:' is not a dataset source .*repo id is empty",
+        ),
+        (lambda c: c["dataset"].update(source="s3://bucket/data.csv"), r"dataset.source: 's3://.*' is not a dataset"),
+        (lambda c: c["dataset"].update(format="chat"), r"dataset.format: 'chat' is not allowed; use one of columns"),
+        (lambda c: c["models"][0].update(source="hf:a/b c"), r"models\[0\].source: 'hf:a/b c' is not a model source"),
+        (lambda c: c["models"][0].update(tokenizer="hf:a@"), r"models\[0\].tokenizer: .*revision '' after '@'"),
     ],
 )
 def test_schema_refuses_bad_sources_by_name(test_config, mutate, message):
     mutate(test_config)
-    with pytest.raises(WorkflowError, match=message):
+    with pytest.raises(ConfigError, match=message):
         validate(test_config)
+
+
+def test_a_local_source_that_does_not_exist_is_refused_by_key(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    config = {
+        "dataset": {"source": "local:data.csv"},
+        "models": [
+            {"name": "m", "source": "local:model"},
+            {"name": "n", "source": "local:model", "tokenizer": "local:data.csv"},
+        ],
+    }
+    with pytest.raises(
+        ConfigError, match=r"models\[1\].tokenizer \(n\): 'local:data.csv': .*data.csv is not a directory"
+    ):
+        check_local_sources(config)
+    config["models"].pop()
+    check_local_sources(config)
+    config["dataset"]["source"] = "local:gone.csv"
+    with pytest.raises(ConfigError, match=r"dataset.source: 'local:gone.csv': .*gone.csv does not exist"):
+        check_local_sources(config)
+
+
+def test_a_downloaded_model_with_fewer_layers_than_pipeline_stages_names_the_cell(tmp_path):
+    """Known only after the download: refused before any process group, naming the cell and the key."""
+    config_json = tmp_path / "config.json"
+    config_json.write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 2, "max_position_embeddings": 128}))
+    too_many = Cell("llama-7b", "pipeline", 4, "full", "fp32", 1, 64, 1)
+    with pytest.raises(
+        ConfigError, match=r"cell llama-7b/pipeline/4gpu/full-fp32-bs1-seq64: pipeline with 4 stages .* has 2"
+    ):
+        check_downloaded_model(too_many, config_json)
+    check_downloaded_model(Cell("llama-7b", "pipeline", 2, "full", "fp32", 1, 64, 1), config_json)
+    check_downloaded_model(Cell("llama-7b", "ddp", 4, "full", "fp32", 1, 64, 4), config_json)  # ddp: any count
+    with pytest.raises(ConfigError, match=r"cell llama-7b/ddp/4gpu/.*seq256: matrix.seq_len 256 exceeds max_position"):
+        check_downloaded_model(Cell("llama-7b", "ddp", 4, "full", "fp32", 1, 256, 4), config_json)
+    config_json.write_text(json.dumps({"model_type": "gpt2", "n_layer": 3, "n_positions": 1024}))
+    with pytest.raises(ConfigError, match="has 3"):
+        check_downloaded_model(too_many, config_json)
 
 
 def test_an_architecture_on_a_hub_model_is_refused(test_config):
@@ -88,11 +130,11 @@ def test_seq_len_above_the_downloaded_max_position_embeddings_names_model_and_ke
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "max_position_embeddings": 4096}))
     cell = Cell("llama-7b", "ddp", 8, "full", "bf16", 1, 8192, 8)
     with pytest.raises(ValueError, match=r"seq_len 8192 exceeds max_position_embeddings=4096 of model 'llama-7b'"):
-        train_cell.check_seq_len(tmp_path, cell)
-    train_cell.check_seq_len(tmp_path, Cell("llama-7b", "ddp", 8, "full", "bf16", 1, 4096, 8))
+        check_downloaded_model(cell, tmp_path / "config.json")
+    check_downloaded_model(Cell("llama-7b", "ddp", 8, "full", "bf16", 1, 4096, 8), tmp_path / "config.json")
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 1024}))
     with pytest.raises(ValueError, match="max_position_embeddings=1024"):
-        train_cell.check_seq_len(tmp_path, cell)
+        check_downloaded_model(cell, tmp_path / "config.json")
 
 
 def test_downloads_and_bookkeeping_run_on_the_submitting_host(repo):
