@@ -9,8 +9,6 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ftbench.config import (
-    check_config,
-    check_local_sources,
     is_download,
     local_path,
     model_build_config,
@@ -18,6 +16,7 @@ from ftbench.config import (
     tokenizer_id,
     tokenizer_source as tokenizer_source_of,
 )
+from ftbench.config_check import check_config, check_local_sources
 from ftbench.matrix import check_pivots, job_spec, plan
 from ftbench.slurm import job_resources, runtime_min
 from ftbench.sources import Render

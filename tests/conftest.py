@@ -26,7 +26,7 @@ def repo() -> Path:
 @pytest.fixture
 def test_config() -> dict:
     """The CI matrix (.test/config.yaml), validated with defaults filled, as the Snakefile sees it."""
-    from ftbench.config import validate
+    from ftbench.config_check import validate
 
     with open(TEST_CONFIG) as f:
         return validate(yaml.safe_load(f), REPO)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from ftbench.config import ConfigError, check_config, key_path, validate
+from ftbench.config import ConfigError
+from ftbench.config_check import check_config, key_path, validate
 from ftbench.matrix import plan
 
 

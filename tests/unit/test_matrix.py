@@ -1,6 +1,7 @@
 import pytest
 
-from ftbench.config import Cell, ConfigError, parse_cell_id, validate
+from ftbench.config import Cell, ConfigError, parse_cell_id
+from ftbench.config_check import validate
 from ftbench.matrix import job_spec, plan
 
 

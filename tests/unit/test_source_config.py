@@ -6,7 +6,8 @@ import re
 import pytest
 import yaml
 
-from ftbench.config import Cell, ConfigError, check_local_sources, tokenizer_id, tokenizer_source, validate
+from ftbench.config import Cell, ConfigError, tokenizer_id, tokenizer_source
+from ftbench.config_check import check_local_sources, validate
 from ftbench.matrix import check_downloaded_model, plan
 
 LLAMA7 = "hf:meta-llama/Llama-2-7b-hf"

@@ -138,7 +138,7 @@ def test_a_pivot_naming_an_unknown_column_is_refused_with_the_choices():
 def test_readme_tables_equal_the_rendering_of_the_committed_summary(repo, config_file):
     """Hand-edited or stale README tables fail: the block between a run's markers must be, byte for byte,
     what its committed docs/<run>/summary.csv renders to with the run's config."""
-    from ftbench.config import validate
+    from ftbench.config_check import validate
 
     config = validate(yaml.safe_load((repo / config_file).read_text()), repo)
     run, report = config["run_name"], config["report"]
