@@ -62,18 +62,26 @@ def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
         return []
 
 
+def how_ended(rank: int, tail: list[str]) -> str:
+    """How torchrun's failure summary says `rank` ended: a signal name, "exit code N", or "" if not there."""
+    # "rank : 1 (local_rank: 1)" then "exitcode : -9 (pid: N)  (SIGKILL)"
+    found = re.search(
+        rf"rank\s*:\s*{rank} \(local_rank[^\n]*\n"
+        r"\s*exitcode\s*:\s*(-?\d+)[^\n(]*(?:\([^)]*\))?\s*(?:\((SIG\w+)\))?",
+        "\n".join(tail),
+    )
+    return (found.group(2) or f"exit code {found.group(1)}") if found else ""
+
+
 def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) -> tuple[str, str]:
     """The first thing that went wrong: a rank that died without a report (killed) comes before the errors
     its peers then saw (a broken connection is a consequence, not the cause)."""
     silent = sorted(set(range(gpus)) - {e["rank"] for e in errors})
+    if silent and errors and all(how_ended(rank, tail) == "SIGTERM" for rank in silent):
+        # torchrun SIGTERMs the survivors once a rank fails: the report of the rank that failed is the cause
+        return errors[0]["error_type"], errors[0]["error"]
     if silent:
-        # torchrun's failure summary: "rank : 1 (local_rank: 1)" then "exitcode : -9 (pid: N)  (SIGKILL)"
-        found = re.search(
-            rf"rank\s*:\s*{silent[0]} \(local_rank[^\n]*\n"
-            r"\s*exitcode\s*:\s*(-?\d+)[^\n(]*(?:\([^)]*\))?\s*(?:\((SIG\w+)\))?",
-            "\n".join(tail),
-        )
-        how = f" ({found.group(2) or 'exit code ' + found.group(1)})" if found else ""
+        how = f" ({how_ended(silent[0], tail)})" if how_ended(silent[0], tail) else ""
         after = f"; then rank {errors[0]['rank']}: {errors[0]['error_type']}" if errors else ""
         return "RankDied", f"rank {', '.join(map(str, silent))} ended without a report{how}{after}"
     if errors:

@@ -4,6 +4,7 @@ exactly the failed cells (from Snakemake's own Job stats)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,7 +65,9 @@ def test_real_oom_is_a_result_and_not_rerun(tmp_path, raw_test_config, run_snake
     rows = summary(work)
     assert rows["tiny"]["status"] == "ok" and rows["big"]["status"] == "oom"
     metrics = json.loads(next((work / "results" / "fail" / "runs" / "big").rglob("metrics.json")).read_text())
-    assert "can't allocate memory" in metrics["error"] and metrics["phase"] in ("setup", "train")
+    # torch's allocator says "can't allocate memory"; Rust readers (safetensors' mmap) the OS's ENOMEM text
+    assert re.search(r"(can't|cannot) allocate memory", metrics["error"], re.I), metrics["error"]
+    assert metrics["phase"] in ("setup", "train")
     assert metrics["cpu_peak_rss_gb"] > 0 and sorted(metrics["oom_ranks"])[0] in (0, 1)
     assert readme_row(work, "big").endswith("| OOM |") and readme_row(work, "tiny").endswith("| ok |")
     assert job_counts(run_snakemake(work, "-n").stdout) == {}

@@ -26,6 +26,12 @@ def test_a_reported_error_is_the_cause_when_every_rank_reported():
     assert root_cause(2, errors, [], 1) == ("ValueError", "bad input 0")
 
 
+def test_a_rank_torchrun_stopped_is_a_consequence_of_the_peer_that_reported():
+    bad = {"rank": 0, "error_type": "ValueError", "error": "cell x: fewer than one global batch"}
+    summary = [line.replace("-9 (pid", "-15 (pid").replace("(SIGKILL)", "(SIGTERM)") for line in TORCHRUN_SUMMARY]
+    assert root_cause(2, [bad], summary, 1) == ("ValueError", "cell x: fewer than one global batch")
+
+
 def test_oom_errors_are_recognised_by_type_and_allocator_message():
     import torch
 
