@@ -1,4 +1,5 @@
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,18 @@ def test_config() -> dict:
 
     with open(TEST_CONFIG) as f:
         return validate(yaml.safe_load(f), REPO)
+
+
+def results_checksums(work: Path) -> dict[str, str]:
+    """sha256 of README.md and of every file under results/, by relative path: what a refused input must
+    leave byte for byte as it was."""
+    paths = [work / "README.md", *sorted(p for p in (work / "results").rglob("*") if p.is_file())]
+    return {p.relative_to(work).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture
+def checksums():
+    return results_checksums
 
 
 @pytest.fixture

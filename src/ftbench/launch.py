@@ -81,7 +81,8 @@ def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) 
         # torchrun SIGTERMs the survivors once a rank fails: the report of the rank that failed is the cause
         return errors[0]["error_type"], errors[0]["error"]
     if silent:
-        how = f" ({how_ended(silent[0], tail)})" if how_ended(silent[0], tail) else ""
+        how = how_ended(silent[0], tail)
+        how = f" ({how})" if how else ""
         after = f"; then rank {errors[0]['rank']}: {errors[0]['error_type']}" if errors else ""
         return "RankDied", f"rank {', '.join(map(str, silent))} ended without a report{how}{after}"
     if errors:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
-import json
 import os
 from dataclasses import dataclass, field
 
@@ -21,6 +20,7 @@ from ftbench.config import (
     source_kind,
     tokenizer_source,
 )
+from ftbench.files import read_json
 from ftbench.slurm import geometry
 from ftbench.sources import max_positions
 
@@ -162,10 +162,9 @@ def plan(config: dict) -> Plan:
 def check_downloaded_model(cell: Cell, config_json: str | os.PathLike) -> None:
     """What a downloaded model's config.json alone tells: refuse a cell it cannot run, naming the cell, before
     any process group starts (config: models are checked by `plan`)."""
-    with open(config_json) as f:
-        cfg = json.load(f)
+    cfg = read_json(config_json)
     where = f"model {cell.model!r} ({config_json})"
-    limit = max_positions(config_json)
+    limit = max_positions(cfg)
     if limit is not None and cell.seq_len > limit:
         raise ConfigError(
             f"cell {cell.id}: matrix.seq_len {cell.seq_len} exceeds max_position_embeddings={limit} of {where}; "

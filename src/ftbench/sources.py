@@ -75,29 +75,15 @@ def _text_rows(text: str, sample_by: str) -> list[dict]:
     return [{"text": piece.strip("\n")} for piece in pieces if piece.strip()]
 
 
-_JSON = json.JSONDecoder()
-
-
 def _json_lines(text: str) -> list:
-    """`[json.loads(line) for line in text.splitlines() if line.strip()]`, without its per-line Python layers:
-    the scanner json.loads ends in, straight on each line; a line it does not take whole (surrounding
-    whitespace, a BOM, an error) goes through json.loads, which parses or reports it as before."""
-    scan = _JSON.scan_once
+    """One JSON value per non-blank line; a line that does not parse is reported with its line in the file."""
     rows = []
-    append = rows.append
     for i, line in enumerate(text.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            row, end = scan(line, 0)
-        except Exception:  # StopIteration (no value at 0), JSONDecodeError, ...
-            end = -1
-        if end != len(line):
+        if line.strip():
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:  # report the file's line, not the line's own line 1
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:  # json.loads saw the line alone: its own line 1
                 raise _line_error(e, i) from None
-        append(row)
     return rows
 
 
@@ -189,9 +175,10 @@ def tokenizer_files(directory: str | Path) -> list[Path]:
     return sorted({p for pattern in TOKENIZER_FILES for p in directory.glob(pattern) if p.is_file()})
 
 
-def max_positions(config_json: str | Path) -> int | None:
-    """The longest sequence a model's config.json allows (max_position_embeddings, or GPT-2's n_positions)."""
-    cfg = read_json(config_json)
+def max_positions(config: str | Path | dict) -> int | None:
+    """The longest sequence a model's config.json (a path, or its content) allows (max_position_embeddings,
+    or GPT-2's n_positions)."""
+    cfg = config if isinstance(config, dict) else read_json(config)
     return cfg.get("max_position_embeddings", cfg.get("n_positions"))
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ftbench.files import CorruptResource, read_json, sha256_file, verify_manifest, write_manifest
+from ftbench.files import HASH_BUDGET_BYTES, CorruptResource, read_json, sha256_file, verify_manifest, write_manifest
 from ftbench.sources import Render, load_rows, render_documents
 
 log = logging.getLogger(__name__)
@@ -29,12 +29,11 @@ SPLITS = ("train", "eval")
 REBUILD = "delete the directory (or run `snakemake --forcerun build_token_cache`) to rebuild it"
 
 
-def verify(cache_dir: str | Path, hash_budget: int | None = None) -> dict:
+def verify(cache_dir: str | Path, hash_budget: int | None = HASH_BUDGET_BYTES) -> dict:
     """The cache's manifest, once its files are the ones it records: sizes always, sha256 of the files
-    within `hash_budget` bytes (default `files.HASH_BUDGET_BYTES`). A truncated or corrupted split is
+    within `hash_budget` bytes (`None`: all). A truncated or corrupted split is
     refused naming the file and how to rebuild it, never trained on."""
-    kwargs = {} if hash_budget is None else {"hash_budget": hash_budget}
-    return verify_manifest(cache_dir, rebuild="build_token_cache", what="token cache", **kwargs)
+    return verify_manifest(cache_dir, hash_budget=hash_budget, rebuild="build_token_cache", what="token cache")
 
 
 def tokenizer_fingerprint(tokenizer_dir: str | Path) -> str:

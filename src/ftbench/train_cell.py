@@ -91,7 +91,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         torch.set_num_threads(spec["hardware"]["cpu_threads_per_rank"])
     if world != cell.gpus:
         raise ValueError(f"cell {cell.id} needs {cell.gpus} processes, torchrun started {world}")
-    check_inputs(cell, model_dir, cache_dir)
+    if local_rank == 0:  # once per node: every rank of it reads the same files
+        check_inputs(cell, model_dir, cache_dir)
     check_downloaded_model(cell, model_dir / "config.json")
     progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

@@ -1,11 +1,9 @@
 """A second `snakemake` in a directory where one is running is refused by Snakemake's lock and corrupts
 nothing: results/ and README.md are byte for byte what they were, and the first run finishes as usual."""
 
-import hashlib
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from test_failures import SLOW, TINY, profile, rank_pid, scenario, summary
@@ -14,12 +12,9 @@ from test_workflow import job_counts
 pytestmark = pytest.mark.e2e
 
 
-def checksums(work: Path) -> dict[str, str]:
-    paths = [work / "README.md", *sorted(p for p in (work / "results").rglob("*") if p.is_file())]
-    return {p.relative_to(work).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
-
-
-def test_a_second_run_while_one_runs_is_refused_and_corrupts_nothing(tmp_path, raw_test_config, run_snakemake, repo):
+def test_a_second_run_while_one_runs_is_refused_and_corrupts_nothing(
+    tmp_path, raw_test_config, run_snakemake, repo, checksums
+):
     work = scenario(
         tmp_path,
         raw_test_config,

@@ -1,7 +1,6 @@
 """Bad config is refused by `snakemake -n` itself, naming the key path and what is allowed, before any job
 runs, and nothing already computed is touched."""
 
-import hashlib
 import re
 
 import pytest
@@ -180,15 +179,7 @@ CASES = {
 }
 
 
-def _checksums(root):
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in root.rglob("*")
-        if p.is_file() and ".snakemake" not in p.relative_to(root).parts  # snakemake's own log of the refusal
-    }
-
-
-def _computed(tmp_path):
+def _computed(tmp_path, checksums):
     """A results/ tree and README as a finished run leaves them: a bad config must not touch a byte."""
     cell = tmp_path / "results" / "ci" / "runs" / "tiny-llama" / "ddp" / "1gpu" / "full-fp32-bs2-seq64"
     cell.mkdir(parents=True)
@@ -196,7 +187,7 @@ def _computed(tmp_path):
     (tmp_path / "results" / "ci" / "summary.csv").write_text("cell_id,status\nx,ok\n")
     (tmp_path / "results" / "ci" / "tables.md").write_text("| a |\n")
     (tmp_path / "README.md").write_text("# r\n\n<!-- ftbench:tables -->\nold tables\n")
-    return _checksums(tmp_path)
+    return checksums(tmp_path)
 
 
 def test_there_are_enough_cases():
@@ -204,14 +195,16 @@ def test_there_are_enough_cases():
 
 
 @pytest.mark.parametrize(("mutate", "message"), list(CASES.values()), ids=list(CASES))
-def test_bad_config_stops_the_dry_run_with_a_message(tmp_path, raw_test_config, run_snakemake, mutate, message):
+def test_bad_config_stops_the_dry_run_with_a_message(
+    tmp_path, raw_test_config, run_snakemake, mutate, message, checksums
+):
     mutate(raw_test_config)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(raw_test_config))
-    before = _computed(tmp_path)
+    before = _computed(tmp_path, checksums)
     proc = run_snakemake(tmp_path, "-n", check=False)
     output = proc.stderr + proc.stdout
     assert proc.returncode != 0
     assert "ConfigError" in output, output[-2000:]
     assert re.search(message, output), output[-2000:]
-    assert _checksums(tmp_path) == before
+    assert checksums(tmp_path) == before
     assert not (tmp_path / "resources").exists() and not (tmp_path / ".snakemake" / "metadata").exists()

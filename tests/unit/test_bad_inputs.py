@@ -4,7 +4,6 @@ Every case runs beside a work directory holding computed results (results/ and a
 error must name what is wrong and the sha256 of every file of results/ and of README.md must be the same
 after it as before."""
 
-import hashlib
 import json
 import re
 import shutil
@@ -19,12 +18,6 @@ TEMPLATE = "{instruction}\n{response}"
 RUN = "r"
 CELLS = ["m/ddp/1gpu/full-fp32-bs2-seq16", "m/ddp/2gpu/full-fp32-bs2-seq16"]
 SRC = Path(__file__).resolve().parents[2] / "src" / "ftbench"
-
-
-def checksums(work: Path) -> dict[str, str]:
-    """sha256 of README.md and of every file under results/, by relative path."""
-    paths = [work / "README.md", *sorted(p for p in (work / "results").rglob("*") if p.is_file())]
-    return {p.relative_to(work).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
 
 def metrics_record(cell_id: str) -> dict:
@@ -77,7 +70,7 @@ def metrics_files(work: Path) -> list[Path]:
 
 
 @pytest.fixture
-def unchanged(work):
+def unchanged(work, checksums):
     """Asserts, after the test, that results/ and README.md are byte for byte what they were."""
     before = checksums(work)
     yield work
@@ -293,7 +286,7 @@ def test_manifests_without_sizes_are_still_checked_by_hash(built, tmp_path):
     ],
     ids=["truncated", "empty", "not-utf8", "not-an-object", "unknown-status"],
 )
-def test_an_unreadable_metrics_json_is_a_failed_row_naming_the_cell(work, content, why, caplog):
+def test_an_unreadable_metrics_json_is_a_failed_row_naming_the_cell(work, content, why, caplog, checksums):
     path = metrics_files(work)[1]
     path.write_bytes(content(path.read_bytes()))
     before = checksums(work)
@@ -329,7 +322,7 @@ def test_results_are_written_atomically():
     assert offenders == []
 
 
-def test_rebuild_with_a_corrupt_metrics_json_keeps_every_result(work):
+def test_rebuild_with_a_corrupt_metrics_json_keeps_every_result(work, checksums):
     """The onerror rebuild over a truncated metrics.json: the summary and README say failed, and no file of
     results/runs is touched."""
     path = metrics_files(work)[0]
@@ -360,7 +353,7 @@ def test_a_readme_without_markers_gets_a_marked_section_appended(work):
 
 
 @pytest.mark.parametrize("broken", ["begin-only", "end-only", "two-begins", "end-before-begin"])
-def test_unbalanced_markers_leave_readme_and_docs_untouched(work, broken):
+def test_unbalanced_markers_leave_readme_and_docs_untouched(work, broken, checksums):
     begin, end = tables.markers(RUN)
     text = {
         "begin-only": f"# t\n{begin}\nold\n",
