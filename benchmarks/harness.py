@@ -21,7 +21,14 @@ TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
 
 
 def bench_spec(
-    cell: Cell, warmup: int, measure: int, device: str = "cpu", threads: int = 1, gen=(8, 4), lr: float = 1e-3
+    cell: Cell,
+    warmup: int,
+    measure: int,
+    device: str = "cpu",
+    threads: int = 1,
+    gen=(8, 4),
+    lr: float = 1e-3,
+    options: dict | None = None,
 ) -> dict:
     config = {
         "run_name": "bench",
@@ -29,7 +36,7 @@ def bench_spec(
         "steps": {"warmup": warmup, "measure": measure, "eval": 1},
         "optimizer": {"lr": lr, "weight_decay": 0.0, "max_grad_norm": 1.0},
         "generation": {"prompt_tokens": gen[0], "new_tokens": gen[1]},
-        "options": {},
+        "options": options or {},
         "hardware": {"device": device, "cpu_threads_per_rank": threads},
     }
     return job_spec(config, cell)

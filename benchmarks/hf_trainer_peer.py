@@ -66,6 +66,7 @@ def main() -> None:
         parser.add_argument(name, required=True)
     for name in ("--bs", "--warmup", "--measure"):
         parser.add_argument(name, type=int, required=True)
+    parser.add_argument("--compile", action="store_true", help="TrainingArguments(torch_compile=True)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -97,6 +98,7 @@ def main() -> None:
         ddp_backend="gloo",
         ddp_find_unused_parameters=False,  # what a user tuning for speed sets (default True costs a graph walk)
         seed=0,
+        torch_compile=args.compile,
     )
     clock = Clock(args.warmup)
     RankLocalTrainer(model=model, args=training, train_dataset=data, callbacks=[clock]).train()

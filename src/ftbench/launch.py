@@ -33,6 +33,10 @@ JOB_FILE = "job.json"
 """Where and when the cell's job ran (the Slurm job id): how a job Slurm killed is traced afterwards."""
 MARKERS = ("oom-rank*.json", "error-rank*.json", FAILURE_FILE, JOB_FILE)
 LOG_TAIL_LINES = 40
+# glibc malloc, for the ranks: serve allocations up to 32 MiB from the heap and keep freed heap memory. Its
+# defaults return a step's freed activations to the OS (munmap, heap trimming), and the next step
+# page-faults them back in: ~4 % of a tiny model's CPU step. Set only when the user has not set it.
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824"
 KILL_GRACE_S = 10
 
 
@@ -99,6 +103,15 @@ def deadline(timeout_s: float, slurm_left_s: float | None) -> tuple[float, str]:
     return timeout_s, "cell"
 
 
+def rank_env(environ, cpu_memory_mb: int) -> dict:
+    """The ranks' environment: the job's, the per-rank memory budget, glibc malloc settings (unless set)."""
+    env = dict(environ)
+    env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
+    if cpu_memory_mb:
+        env["FTBENCH_CPU_MEMORY_GB"] = str(cpu_memory_mb / 1024)
+    return env
+
+
 def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memory_mb: int = 0, nodes: int = 1) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--spec", required=True)
@@ -110,9 +123,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     for pattern in MARKERS:  # leftovers of an earlier attempt
         for stale in cell_dir.glob(pattern):
             stale.unlink()
-    env = dict(os.environ)
-    if cpu_memory_mb:
-        env["FTBENCH_CPU_MEMORY_GB"] = str(cpu_memory_mb / 1024)
+    env = rank_env(os.environ, cpu_memory_mb)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
     cmd = [*slurm.torchrun_command(sys.executable, gpus, nodes, env), "-m", "ftbench.train_cell", *train_args]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ftbench.metrics import StepClock, mean_over_ranks, sync
+from ftbench.strategies.base import eager
 
 
 def check_enough_data(n_blocks: int, cell) -> None:
@@ -75,10 +76,11 @@ def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> floa
     """Mean next-token loss over this job's share of the eval blocks (weighted by batch size)."""
     mine = rank_rows(trainer, len(blocks))[: batch_size * max_batches]
     total = torch.zeros(2, device=device)
-    for start in range(0, len(mine), batch_size):
-        batch = to_tensor(blocks[mine[start : start + batch_size]], device)
-        total[0] += trainer.eval_loss(batch) * len(batch)
-        total[1] += len(batch)
+    with eager():
+        for start in range(0, len(mine), batch_size):
+            batch = to_tensor(blocks[mine[start : start + batch_size]], device)
+            total[0] += trainer.eval_loss(batch) * len(batch)
+            total[1] += len(batch)
     total = mean_over_ranks(total)
     return (total[0] / total[1]).item()
 
@@ -87,12 +89,13 @@ def generation(trainer, blocks, batch_size: int, prompt_tokens: int, new_tokens:
     """Greedy generation of `new_tokens` after the first `prompt_tokens` of eval blocks, timed for the job."""
     rows = rank_rows(trainer, len(blocks))[:batch_size]
     prompts = to_tensor(blocks[rows, :prompt_tokens], device)
-    trainer.generate(prompts, 1)  # untimed: the first call pays one-off set-up (cache classes, kernels, allocator)
-    sync(device)
-    start = time.perf_counter()
-    out = trainer.generate(prompts, new_tokens)
-    sync(device)
-    elapsed = time.perf_counter() - start
+    with eager():
+        trainer.generate(prompts, 1)  # untimed: the first call pays one-off set-up (cache classes, kernels)
+        sync(device)
+        start = time.perf_counter()
+        out = trainer.generate(prompts, new_tokens)
+        sync(device)
+        elapsed = time.perf_counter() - start
     new = out.shape[1] - prompts.shape[1]
     return {
         "inference_tokens_per_s": len(prompts) * new * trainer.data_world / elapsed,

@@ -36,7 +36,7 @@ def held(trainer, strategy: str, full_params: int) -> dict:
     return {"param_fraction": sum(p.numel() for p in trainer.module.parameters()) / full_params}
 
 
-def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir):
+def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir, options):
     os.environ["DS_ACCELERATOR"] = "cpu"
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
@@ -47,11 +47,12 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     torch.manual_seed(0)  # LoRA's init draws from it: same adapters in every strategy
     model = methods.apply(AutoModelForCausalLM.from_pretrained(model_dir), method, {})
     full = sum(p.numel() for p in model.parameters())
-    trainer = build_trainer(model, cell, TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, {}))
+    trainer = build_trainer(model, cell, TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, options))
     out = loop.train(trainer, cell, tokcache.open_split(cache_dir, "train"), 0, steps, 0, torch.device("cpu"))
     eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))
     gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
+             "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],
              **held(trainer, strategy, full)}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))
     dist.destroy_process_group()
@@ -59,4 +60,5 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]), Path(a[8]))
+    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]), Path(a[8]),
+         json.loads(a[9]) if len(a) > 9 else {})

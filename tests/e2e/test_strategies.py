@@ -34,10 +34,10 @@ def assets(tmp_path_factory):
 def probe(assets):
     results = {}
 
-    def run(strategy, world=2, method="full", precision="fp32", steps=5):
-        key = (strategy, world, method, precision, steps)
+    def run(strategy, world=2, method="full", precision="fp32", steps=5, options=None):
+        key = (strategy, world, method, precision, steps, json.dumps(options or {}, sort_keys=True))
         if key not in results:
-            out = assets / "runs" / "-".join(map(str, key))
+            out = assets / "runs" / "-".join(map(str, key[:-1])) / str(len(results))
             out.mkdir(parents=True)
             cmd = [
                 sys.executable,
@@ -55,6 +55,7 @@ def probe(assets):
                 "4",
                 "2",
                 str(out),
+                key[-1],
             ]
             env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(assets / "torch_extensions")}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
@@ -117,3 +118,15 @@ def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
     fp32 = probe("ddp")[0]["losses"][:3]
     bf16 = probe(strategy, precision="bf16", steps=3)[0]["losses"]
     assert bf16 == pytest.approx(fp32, abs=0.1)
+
+
+@pytest.mark.parametrize(("strategy", "world"), [("ddp", 1), ("ddp", 2), ("fsdp", 2)])
+def test_compile_trains_the_same_model(probe, strategy, world):
+    """options.<strategy>.compile: the compiled step gives the eager step's losses; eval and generation (run
+    eagerly on the compiled model) give the eager run's results."""
+    eager = probe(strategy, world=world)[0]
+    compiled = probe(strategy, world=world, options={strategy: {"compile": True}})[0]
+    assert eager["graphs_compiled"] == 0 and compiled["graphs_compiled"] > 0
+    assert compiled["losses"] == pytest.approx(eager["losses"], abs=1e-3)
+    assert compiled["eval_loss"] == pytest.approx(eager["eval_loss"], abs=1e-3)
+    assert compiled["generated"] == eager["generated"]

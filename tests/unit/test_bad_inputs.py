@@ -369,3 +369,18 @@ def test_unbalanced_markers_leave_readme_and_docs_untouched(work, broken, checks
         tables.publish(res / "summary.csv", docs, work / "README.md", res / "tables.md", RUN)
     assert checksums(work) == before and (work / "README.md").read_text() == text
     assert not docs.exists() and not (res / "tables.md").exists()
+
+
+def test_compile_on_cpu_without_a_compiler_names_the_option(monkeypatch):
+    import torch
+
+    from ftbench.strategies.base import TrainEnv, compile_requested
+
+    cell = Cell("m", "ddp", 1, "full", "fp32", 2, 16, 2)
+    env = TrainEnv(0, 1, 0, torch.device("cpu"), 1e-3, 0.0, 1.0, {"ddp": {"compile": True}})
+    monkeypatch.setenv("CXX", "no-such-c++-compiler")
+    with pytest.raises(ValueError, match=r"options\.ddp\.compile: .*'no-such-c\+\+-compiler' is not on PATH"):
+        compile_requested(cell, env)
+    monkeypatch.setenv("CXX", "g++")
+    assert compile_requested(cell, env) is True
+    assert compile_requested(cell, TrainEnv(0, 1, 0, torch.device("cpu"), 1e-3, 0.0, 1.0, {})) is False

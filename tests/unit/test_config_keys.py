@@ -22,6 +22,7 @@ def test_key_paths_read_like_yaml():
         (lambda c: c.update(hardware={"gpus_per_nod": 4}), r"hardware.gpus_per_nod: .*did you mean 'gpus_per_node'"),
         (lambda c: c.update(options={"lora": {"rank": 8}}), r"options.lora.rank: unknown key; options.lora takes r,"),
         (lambda c: c.update(zzz=1), r"zzz: unknown key; the top level takes"),
+        (lambda c: c.update(options={"zero3": {"compile": True}}), r"options.zero3: unknown key; options takes ddp,"),
     ],
 )
 def test_unknown_keys_name_the_full_path_and_the_nearest_key(test_config_raw, mutate, message):

@@ -1,5 +1,5 @@
 from ftbench import limits
-from ftbench.launch import root_cause
+from ftbench.launch import MALLOC_TUNABLES, rank_env, root_cause
 
 TORCHRUN_SUMMARY = """Failures:
 [1]:
@@ -39,3 +39,10 @@ def test_oom_errors_are_recognised_by_type_and_allocator_message():
     assert limits.is_oom(torch.OutOfMemoryError("CUDA out of memory"))
     assert limits.is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 bytes"))
     assert not limits.is_oom(RuntimeError("shape mismatch"))
+
+
+def test_ranks_keep_freed_memory_unless_the_user_tuned_malloc():
+    env = rank_env({"PATH": "/bin"}, cpu_memory_mb=2048)
+    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": MALLOC_TUNABLES, "FTBENCH_CPU_MEMORY_GB": "2.0"}
+    assert "glibc.malloc.trim_threshold=" in MALLOC_TUNABLES and "glibc.malloc.mmap_threshold=" in MALLOC_TUNABLES
+    assert rank_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, 0) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}

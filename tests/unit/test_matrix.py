@@ -143,6 +143,14 @@ def test_strategy_options_reach_only_their_cells(test_config):
     }
 
 
+def test_compile_option_reaches_only_its_strategy(raw_test_config, repo):
+    raw_test_config["matrix"].update(strategies=["ddp", "fsdp"], gpus=[2])
+    raw_test_config["options"] = {"fsdp": {"compile": True}}
+    config = validate(raw_test_config, repo)
+    specs = {c.strategy: job_spec(config, c)["options"] for c in plan(config).cells}
+    assert specs == {"ddp": {}, "fsdp": {"fsdp": {"compile": True}}}  # ddp cells' specs (and results) unchanged
+
+
 def test_schema_strategies_match_the_registry_and_traits(repo):
     import yaml
 

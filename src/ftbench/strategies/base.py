@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,6 +62,25 @@ def adamw(params, env: TrainEnv) -> torch.optim.Optimizer:
         betas=(0.9, 0.95),
         fused=True,
     )
+
+
+def compile_requested(cell, env: TrainEnv) -> bool:
+    """`options.<strategy>.compile` of the cell's strategy. On CPU, Inductor builds C++ kernels: without a
+    compiler the first step would fail deep inside torch, so it is refused here, naming the option."""
+    wanted = bool(env.options.get(cell.strategy, {}).get("compile", False))
+    compiler = os.environ.get("CXX", "g++")
+    if wanted and env.device.type == "cpu" and not shutil.which(compiler):
+        raise ValueError(
+            f"options.{cell.strategy}.compile: torch.compile on CPU needs a C++ compiler, and {compiler!r} is not "
+            "on PATH (install g++ or set CXX), or drop the option"
+        )
+    return wanted
+
+
+def eager():
+    """Run compiled modules eagerly: evaluation and generation see other shapes (a growing KV cache) than
+    training, and compiling each of them would cost more than it saves."""
+    return torch.compiler.set_stance("force_eager")
 
 
 def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: int) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 At world size 1 the module is not wrapped: DDP would copy every gradient into its buckets and all-reduce
 with itself. Above it, gradients are views into the buckets (`gradient_as_bucket_view`), one copy less.
+`options.ddp.compile`: the training forward and backward run torch.compile'd.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ftbench.strategies.base import TrainEnv, accumulate_and_step, adamw, autocast, greedy_generate
+from ftbench.strategies.base import (
+    TrainEnv,
+    accumulate_and_step,
+    adamw,
+    autocast,
+    compile_requested,
+    greedy_generate,
+)
 
 
 class DDPTrainer:
@@ -23,6 +31,9 @@ class DDPTrainer:
             if env.world_size > 1
             else self.module
         )
+        if compile_requested(cell, env):
+            # the wrapper, so that above world 1 Dynamo splits the graph at DDP's buckets (all-reduce overlaps)
+            self.wrapped.compile()
         self.optimizer = adamw(self.module.parameters(), env)
         self.autocast = lambda: autocast(cell.precision, env.device)
         self.max_grad_norm = env.max_grad_norm

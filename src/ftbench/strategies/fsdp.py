@@ -1,6 +1,7 @@
 """FSDP2: `fully_shard` each decoder layer, then the root; parameters, gradients and optimizer state are
 sharded 1/world per rank and gathered layer by layer. bf16 = MixedPrecisionPolicy (bf16 compute, fp32
-gradient reduction, fp32 sharded master weights)."""
+gradient reduction, fp32 sharded master weights). `options.fsdp.compile`: each decoder layer torch.compile'd.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import torch
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from ftbench.strategies.base import TrainEnv, accumulate_and_step, adamw, decoder_layers, greedy_generate
+from ftbench.strategies.base import (
+    TrainEnv,
+    accumulate_and_step,
+    adamw,
+    compile_requested,
+    decoder_layers,
+    greedy_generate,
+)
 
 
 class FSDPTrainer:
@@ -20,7 +28,10 @@ class FSDPTrainer:
             else MixedPrecisionPolicy()
         )
         module.to(env.device)
+        compile_layers = compile_requested(cell, env)
         for layer in decoder_layers(module):
+            if compile_layers:  # each layer before it is sharded, as torchtitan does
+                layer.compile()
             fully_shard(layer, mesh=mesh, mp_policy=policy)
         fully_shard(module, mesh=mesh, mp_policy=policy)
         self.module = module
