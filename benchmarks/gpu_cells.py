@@ -6,6 +6,7 @@ ceiling and against the datasheet), and writes summary.csv and every metrics.jso
 
     python benchmarks/gpu_cells.py --out DIR            # ~0.85B model, ddp fsdp zero1 zero2 zero3
     python benchmarks/gpu_cells.py --out DIR --quick    # tiny model, ddp only (a smoke test on CUDA)
+    python benchmarks/gpu_cells.py --out DIR --strategies ddp fsdp --compile   # with options.<strategy>.compile
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     parser.add_argument("--device", default="auto", help="auto: the GPU when there is one (--quick also runs on CPU)")
     parser.add_argument("--precisions", nargs="+", default=["bf16"], choices=["bf16", "fp32"])
+    parser.add_argument("--compile", action="store_true", help="cells run with options.<strategy>.compile (ddp, fsdp)")
     args = parser.parse_args()
+    if args.compile and not set(args.strategies) <= {"ddp", "fsdp"}:
+        parser.error("--compile: only ddp and fsdp take options.<strategy>.compile")
     p = QUICK if args.quick else FULL
     strategies = ["ddp"] if args.quick else args.strategies
     args.out.mkdir(parents=True, exist_ok=True)
@@ -76,8 +80,11 @@ def main() -> None:
         for precision in args.precisions:
             for strategy in strategies:
                 cell = Cell("llama-gpu", strategy, 1, "full", precision, p["bs"], p["seq"], p["bs"])
-                spec = bench_spec(cell, p["warmup"], p["measure"], device=args.device, gen=(32, 64), lr=p["lr"])
-                tag = f"{strategy}-{precision}"
+                options = {strategy: {"compile": True}} if args.compile else {}
+                spec = bench_spec(
+                    cell, p["warmup"], p["measure"], device=args.device, gen=(32, 64), lr=p["lr"], options=options
+                )
+                tag = f"{strategy}-{precision}{'-compiled' if args.compile else ''}"
                 m = run_cell(work, spec, model, cache, tag)
                 phases = ", ".join(f"{k} {v:.1f}" for k, v in m["startup_phases_s"].items())
                 print(f"{tag}: {m['train_tokens_per_s']:,.0f} tok/s, {m['startup_s']:.1f} s to first step ({phases})")
