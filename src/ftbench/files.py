@@ -76,6 +76,14 @@ class CorruptResource(ValueError):
     """A file of a resource directory is missing, truncated or changed since its manifest was written."""
 
 
+def rebuild_hint(directory: str | os.PathLike, rule: str = "") -> str:
+    """How to rebuild a resource directory whose files are damaged (`rule`: the Snakemake rule making it)."""
+    manifest_path = Path(directory) / MANIFEST
+    return f"delete {manifest_path} (or the whole directory) so Snakemake rebuilds it" + (
+        f", or run `snakemake --forcerun {rule}`" if rule else ""
+    )
+
+
 def verify_manifest(
     directory: str | os.PathLike,
     names=None,
@@ -89,9 +97,7 @@ def verify_manifest(
     to some files. Raise `CorruptResource` naming the file and how to rebuild; return the manifest."""
     directory = Path(directory)
     manifest_path = directory / MANIFEST
-    hint = f"delete {manifest_path} (or the whole directory) so Snakemake rebuilds it" + (
-        f", or run `snakemake --forcerun {rebuild}`" if rebuild else ""
-    )
+    hint = rebuild_hint(directory, rebuild)
     try:
         manifest = read_json(manifest_path)
     except (OSError, ValueError) as e:

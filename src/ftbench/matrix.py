@@ -99,11 +99,7 @@ def plan(config: dict) -> Plan:
     matrix = config["matrix"]
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
     for i, gpus in enumerate(matrix["gpus"]):
-        if gpus > gpus_per_node and gpus % gpus_per_node:
-            raise ConfigError(
-                f"matrix.gpus[{i}]: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
-                f"up to {gpus_per_node} or a multiple of {gpus_per_node}"
-            )
+        geometry(gpus, gpus_per_node, key=f"matrix.gpus[{i}]")  # refuses a count that does not fill whole nodes
     result = Plan()
     for index, model in enumerate(config["models"]):
         bs = model.get("batch_size_per_gpu", config["batch_size_per_gpu"])
@@ -122,7 +118,6 @@ def plan(config: dict) -> Plan:
             matrix.get("precision", ["fp32"]),
             matrix["seq_len"],
         ):
-            geometry(gpus, gpus_per_node)  # refuses a count that does not fill whole nodes
             cell = Cell(
                 model=model["name"],
                 strategy=strategy,

@@ -35,13 +35,14 @@ class Geometry:
     """GPUs (ranks) used on each node."""
 
 
-def geometry(gpus: int, gpus_per_node: int) -> Geometry:
-    """Up to one node's GPUs on one node; above it whole nodes (a count that does not fill them is refused)."""
+def geometry(gpus: int, gpus_per_node: int, key: str = "matrix.gpus") -> Geometry:
+    """Up to one node's GPUs on one node; above it whole nodes (a count that does not fill them is refused,
+    naming `key`, the config entry it came from)."""
     if gpus <= gpus_per_node:
         return Geometry(1, gpus)
     if gpus % gpus_per_node:
         raise ConfigError(
-            f"matrix.gpus: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
+            f"{key}: {gpus} GPUs do not fill whole nodes of hardware.gpus_per_node={gpus_per_node}; "
             f"above one node use a multiple of {gpus_per_node}"
         )
     return Geometry(gpus // gpus_per_node, gpus_per_node)

@@ -82,17 +82,10 @@ def _json_lines(text: str) -> list:
         if line.strip():
             try:
                 rows.append(json.loads(line))
-            except json.JSONDecodeError as e:  # json.loads saw the line alone: its own line 1
-                raise _line_error(e, i) from None
+            except json.JSONDecodeError as e:  # json.loads saw the line alone: its line 1 is line i + 1 here
+                e.lineno = i + 1
+                raise
     return rows
-
-
-def _line_error(error: json.JSONDecodeError, index: int) -> json.JSONDecodeError:
-    """`error` (raised on one line alone) with the line number of that line in the file."""
-    out = json.JSONDecodeError(error.msg, error.doc, error.pos)
-    out.lineno, out.colno = index + 1, error.colno
-    out.args = (f"{error.msg}: line {index + 1} column {error.colno}",)
-    return out
 
 
 def _decode(path: Path, data: bytes) -> str:

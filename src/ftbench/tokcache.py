@@ -20,20 +20,28 @@ from pathlib import Path
 
 import numpy as np
 
-from ftbench.files import HASH_BUDGET_BYTES, CorruptResource, read_json, sha256_file, verify_manifest, write_manifest
+from ftbench.files import (
+    HASH_BUDGET_BYTES,
+    CorruptResource,
+    read_json,
+    rebuild_hint,
+    sha256_file,
+    verify_manifest,
+    write_manifest,
+)
 from ftbench.sources import Render, load_rows, render_documents
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "eval")
-REBUILD = "delete the directory (or run `snakemake --forcerun build_token_cache`) to rebuild it"
+REBUILD_RULE = "build_token_cache"
 
 
 def verify(cache_dir: str | Path, hash_budget: int | None = HASH_BUDGET_BYTES) -> dict:
     """The cache's manifest, once its files are the ones it records: sizes always, sha256 of the files
     within `hash_budget` bytes (`None`: all). A truncated or corrupted split is
     refused naming the file and how to rebuild it, never trained on."""
-    return verify_manifest(cache_dir, hash_budget=hash_budget, rebuild="build_token_cache", what="token cache")
+    return verify_manifest(cache_dir, hash_budget=hash_budget, rebuild=REBUILD_RULE, what="token cache")
 
 
 def tokenizer_fingerprint(tokenizer_dir: str | Path) -> str:
@@ -204,14 +212,15 @@ def open_split(cache_dir: str | Path, split: str) -> np.ndarray:
     """A read-only [blocks, seq_len] memmap of one split, checked against the manifest."""
     cache_dir = Path(cache_dir)
     manifest = read_json(cache_dir / "manifest.json")
+    hint = rebuild_hint(cache_dir, REBUILD_RULE)
     try:
         blocks = np.load(cache_dir / f"{split}.npy", mmap_mode="r")
     except (OSError, ValueError) as e:  # a truncated file: numpy's "mmap length is greater than file size"
-        raise CorruptResource(f"token cache file {cache_dir}/{split}.npy cannot be opened ({e}); {REBUILD}") from e
+        raise CorruptResource(f"token cache file {cache_dir}/{split}.npy cannot be opened ({e}); {hint}") from e
     expected = (manifest["splits"][split]["blocks"], manifest["seq_len"])
     if blocks.shape != expected or blocks.dtype.name != manifest["dtype"]:
         raise ValueError(
             f"token cache {cache_dir}/{split}.npy is {blocks.shape} {blocks.dtype}, manifest says "
-            f"{expected} {manifest['dtype']}; {REBUILD}"
+            f"{expected} {manifest['dtype']}; {hint}"
         )
     return blocks

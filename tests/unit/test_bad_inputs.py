@@ -77,6 +77,10 @@ def unchanged(work, checksums):
     assert checksums(work) == before
 
 
+def jsonl(rows: list[dict]) -> bytes:
+    return "".join(json.dumps(row) + "\n" for row in rows).encode()
+
+
 def dataset(tmp_path: Path, name: str, data: bytes) -> Path:
     """A local dataset of one file, linked and manifested as the download rule does."""
     path = tmp_path / "src" / name
@@ -109,11 +113,11 @@ def test_a_whitespace_only_file_is_an_error_naming_it(built, tmp_path, unchanged
 
 def test_rows_missing_the_templates_fields_are_named(built, tmp_path, unchanged):
     rows = [{"instruction": f"q{i}", "answer": "a"} for i in range(50)]
-    data_dir = dataset(tmp_path, "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    data_dir = dataset(tmp_path, "rows.jsonl", jsonl(rows))
     with pytest.raises(ConfigError, match=r"dataset.template: column\(s\) \['response'\] not in the dataset"):
         build(built, data_dir, tmp_path / "cache")
     rows = [{"instruction": "q", "response": "a"}, {"instruction": "q2"}]
-    data_dir = dataset(tmp_path / "second", "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    data_dir = dataset(tmp_path / "second", "rows.jsonl", jsonl(rows))
     with pytest.raises(ConfigError, match=r"row 1 has no column 'response'"):
         build(built, data_dir, tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
@@ -153,7 +157,7 @@ def test_a_document_longer_than_seq_len_is_split_across_blocks_never_dropped(bui
     long_doc = " ".join(f"order {i} was refunded to card {i * 7}" for i in range(60))  # hundreds of tokens
     rows = [{"text": f"short ticket number {i} about a refund"} for i in range(40)]
     rows.insert(17, {"text": long_doc})
-    data_dir = dataset(tmp_path, "rows.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode())
+    data_dir = dataset(tmp_path, "rows.jsonl", jsonl(rows))
     manifest = build(built, data_dir, tmp_path / "cache", template=sources.Render(format="text"), seq_len=16)
     ids = AutoTokenizer.from_pretrained(built / "tok")(long_doc, add_special_tokens=False)["input_ids"]
     assert len(ids) > 10 * 16
