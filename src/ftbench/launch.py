@@ -79,16 +79,18 @@ def how_ended(rank: int, tail: list[str]) -> str:
 
 def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) -> tuple[str, str]:
     """The first thing that went wrong: a rank that died without a report (killed) comes before the errors
-    its peers then saw (a broken connection is a consequence, not the cause)."""
+    its peers then saw (a broken connection is a consequence, not the cause). torchrun SIGTERMs the
+    survivors once a rank fails, so a rank that ended by SIGTERM is a consequence too."""
     silent = sorted(set(range(gpus)) - {e["rank"] for e in errors})
-    if silent and errors and all(how_ended(rank, tail) == "SIGTERM" for rank in silent):
-        # torchrun SIGTERMs the survivors once a rank fails: the report of the rank that failed is the cause
+    ended = {rank: how_ended(rank, tail) for rank in silent}
+    stopped = [rank for rank in silent if ended[rank] == "SIGTERM"]
+    if errors and stopped == silent:  # the report of the rank that failed is the cause
         return errors[0]["error_type"], errors[0]["error"]
     if silent:
-        how = how_ended(silent[0], tail)
-        how = f" ({how})" if how else ""
+        died = [rank for rank in silent if rank not in stopped] or silent
+        how = f" ({ended[died[0]]})" if ended[died[0]] else ""
         after = f"; then rank {errors[0]['rank']}: {errors[0]['error_type']}" if errors else ""
-        return "RankDied", f"rank {', '.join(map(str, silent))} ended without a report{how}{after}"
+        return "RankDied", f"rank {', '.join(map(str, died))} ended without a report{how}{after}"
     if errors:
         return errors[0]["error_type"], errors[0]["error"]
     return "RankDied", f"torchrun exited with {returncode}"

@@ -32,6 +32,20 @@ def test_a_rank_torchrun_stopped_is_a_consequence_of_the_peer_that_reported():
     assert root_cause(2, [bad], summary, 1) == ("ValueError", "cell x: fewer than one global batch")
 
 
+def test_a_rank_torchrun_stopped_before_it_could_report_is_not_the_cause():
+    # seen in CI: rank 1 was killed, torchrun SIGTERMed rank 0 before it wrote its own report
+    summary = """Failures:
+[1]:
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 32134)  (SIGTERM)
+Root Cause (first observed failure):
+[0]:
+  rank      : 1 (local_rank: 1)
+  exitcode  : -9 (pid: 32135)  (SIGKILL)
+""".splitlines()
+    assert root_cause(2, [], summary, 1) == ("RankDied", "rank 1 ended without a report (SIGKILL)")
+
+
 def test_oom_errors_are_recognised_by_type_and_allocator_message():
     import torch
 
