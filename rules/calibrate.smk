@@ -13,13 +13,8 @@ rule calibrate_device:
         "../envs/train.yaml"
     threads: config["hardware"]["cpu_threads_per_rank"]
     resources:
+        **calibration_resources(),
         train_jobs=1,
-        nodes=calibration_resource("nodes"),
-        gres=calibration_resource("gres"),
-        cpus_per_task=calibration_resource("cpus_per_task"),
-        mem_mb=calibration_resource("mem_mb"),
-        runtime=calibration_resource("runtime"),
-        tasks_per_gpu=calibration_resource("tasks_per_gpu"),
     params:
         device=config["hardware"]["device"],
         threads=config["hardware"]["cpu_threads_per_rank"],

@@ -5,6 +5,7 @@ import json
 import os
 import re
 
+from snakemake.common import overwrite_function_params
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -133,9 +134,10 @@ def model_download_inputs(wildcards):
 
 def per_job(func):
     """A function Snakemake calls once per job. Snakemake asks for its signature (which arguments it takes)
-    on every call; computing it once here saves that work on every job of a large matrix.
+    twice on every call; giving it once here, through the hook Snakemake's own subpath() uses, saves that
+    work on every job of a large matrix.
     """
-    func.__signature__ = inspect.signature(func)
+    overwrite_function_params(func, inspect.signature(func).parameters)
     return func
 
 
@@ -167,12 +169,22 @@ def per_gpu_count(value_of):
     return per_job(of_cell)
 
 
-def cell_resource(name):
-    """One Slurm resource of a training cell's job (ftbench.slurm.job_resources), per GPU count."""
+def cell_resources():
+    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count. One
+    unset (None) at every GPU count is left out: Snakemake evaluates every declared resource of every job.
+    """
     runtime = runtime_min(config["limits"]["cell_timeout_s"])
-    return per_gpu_count(
-        lambda gpus: job_resources(config["hardware"], gpus, runtime)[name]
-    )
+
+    def resource(name):
+        return per_gpu_count(
+            lambda gpus: job_resources(config["hardware"], gpus, runtime)[name]
+        )
+
+    resources = {
+        name: resource(name)
+        for name in job_resources(config["hardware"], CELL_GPUS[0], runtime)
+    }
+    return {name: value for name, value in resources.items() if value is not None}
 
 
 def cell_threads():
@@ -180,11 +192,10 @@ def cell_threads():
     return per_gpu_count(lambda gpus: gpus * config["hardware"]["cpu_threads_per_rank"])
 
 
-def calibration_resource(name):
-    """One Slurm resource of the calibration job: one GPU of the kind the cells run on."""
-    return job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))[
-        name
-    ]
+def calibration_resources():
+    """The Slurm resources of the calibration job: one GPU of the kind the cells run on."""
+    resources = job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))
+    return {name: value for name, value in resources.items() if value is not None}
 
 
 @per_job

@@ -16,19 +16,12 @@ rule train_cell:
         "../envs/train.yaml"
     threads: cell_threads()
     resources:
+        **cell_resources(),
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
-        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
-        nodes=cell_resource("nodes"),
-        gres=cell_resource("gres"),
-        cpus_per_task=cell_resource("cpus_per_task"),
-        mem_mb=cell_resource("mem_mb"),
-        runtime=cell_resource("runtime"),
-        tasks_per_gpu=cell_resource("tasks_per_gpu"),
-        mpi=cell_resource("mpi"),
-        tasks=cell_resource("tasks"),
         cell_timeout_s=config["limits"]["cell_timeout_s"],
         cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
+        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
     params:
         spec=train_spec,
         model_dir=subpath(input.model, parent=True),

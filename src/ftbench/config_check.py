@@ -27,7 +27,8 @@ def load_schema(workflow_dir: str | os.PathLike = ".") -> dict:
     import yaml
 
     with open(os.path.join(workflow_dir, SCHEMA)) as f:
-        return yaml.safe_load(f)
+        # libyaml's loader where PyYAML has it: every snakemake invocation reads the schema
+        return yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def key_path(parts) -> str:
