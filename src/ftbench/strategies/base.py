@@ -105,16 +105,45 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
     raise ValueError(f"no ModuleList of {n_layers} decoder layers in {type(model).__name__}")
 
 
-def accumulate_and_step(micro_batches, forward_backward, module, optimizer, max_grad_norm: float) -> torch.Tensor:
-    """One optimizer step over gradient-accumulation micro-batches: `forward_backward(batch, is_last, n)`
-    runs one micro-batch (its loss scaled by 1/n) and returns the detached loss; then clip by the global
-    gradient norm, step and clear gradients. The mean loss of the step is returned."""
-    total = torch.zeros((), device=micro_batches[0].device)
-    last = len(micro_batches) - 1
-    for i, batch in enumerate(micro_batches):
-        total += forward_backward(batch, i == last, len(micro_batches))
-    if max_grad_norm > 0:
-        torch.nn.utils.clip_grad_norm_([p for p in module.parameters() if p.grad is not None], max_grad_norm)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return total
+class DataParallelTrainer:
+    """What DDP and FSDP share: every rank runs the whole model on its own shard of the batch. A subclass
+    sets `module`, `optimizer`, `max_grad_norm` (and `autocast_precision`, `device` where forward runs under
+    autocast) and gives `_forward_backward(batch, is_last, n)`: one micro-batch, its loss scaled by 1/n,
+    gradients synchronised only when `is_last`; the detached loss."""
+
+    module: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    max_grad_norm: float
+    autocast_precision: str = "fp32"
+    """"bf16": autocast around forward (DDP); FSDP casts through its MixedPrecisionPolicy and keeps fp32."""
+    device: torch.device | None = None
+
+    def autocast(self):
+        return autocast(self.autocast_precision, self.device)
+
+    def _forward_backward(self, batch: torch.Tensor, is_last: bool, n: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def train_step(self, micro_batches):
+        """Every micro-batch, then clip by the global gradient norm, step and clear gradients; the mean loss."""
+        total = torch.zeros((), device=micro_batches[0].device)
+        last = len(micro_batches) - 1
+        for i, batch in enumerate(micro_batches):
+            total += self._forward_backward(batch, i == last, len(micro_batches))
+        if self.max_grad_norm > 0:
+            grads = [p for p in self.module.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(grads, self.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+    @torch.no_grad()
+    def eval_loss(self, batch):
+        with self.autocast():
+            return self.module(input_ids=batch, labels=batch).loss.detach().float()
+
+    @torch.no_grad()
+    def generate(self, prompts, new_tokens):
+        # every rank runs the same number of forwards (exactly new_tokens), so FSDP's all-gathers line up
+        with self.autocast():
+            return greedy_generate(self.module, prompts, new_tokens)

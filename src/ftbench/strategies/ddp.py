@@ -12,17 +12,10 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ftbench.strategies.base import (
-    TrainEnv,
-    accumulate_and_step,
-    adamw,
-    autocast,
-    compile_requested,
-    greedy_generate,
-)
+from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
 
 
-class DDPTrainer:
+class DDPTrainer(DataParallelTrainer):
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
         self.module = module.to(env.device)
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
@@ -35,7 +28,7 @@ class DDPTrainer:
             # the wrapper, so that above world 1 Dynamo splits the graph at DDP's buckets (all-reduce overlaps)
             self.wrapped.compile()
         self.optimizer = adamw(self.module.parameters(), env)
-        self.autocast = lambda: autocast(cell.precision, env.device)
+        self.autocast_precision, self.device = cell.precision, env.device
         self.max_grad_norm = env.max_grad_norm
         self.data_rank, self.data_world = env.rank, env.world_size
 
@@ -46,21 +39,6 @@ class DDPTrainer:
                 loss = self.wrapped(input_ids=batch, labels=batch).loss / n
             loss.backward()
         return loss.detach()
-
-    def train_step(self, micro_batches):
-        return accumulate_and_step(
-            micro_batches, self._forward_backward, self.module, self.optimizer, self.max_grad_norm
-        )
-
-    @torch.no_grad()
-    def eval_loss(self, batch):
-        with self.autocast():
-            return self.module(input_ids=batch, labels=batch).loss.detach().float()
-
-    @torch.no_grad()
-    def generate(self, prompts, new_tokens):
-        with self.autocast():
-            return greedy_generate(self.module, prompts, new_tokens)
 
 
 def apply(model: torch.nn.Module, cell, env: TrainEnv) -> DDPTrainer:

@@ -9,17 +9,10 @@ import torch
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-from ftbench.strategies.base import (
-    TrainEnv,
-    accumulate_and_step,
-    adamw,
-    compile_requested,
-    decoder_layers,
-    greedy_generate,
-)
+from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested, decoder_layers
 
 
-class FSDPTrainer:
+class FSDPTrainer(DataParallelTrainer):
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
         mesh = init_device_mesh(env.device.type, (env.world_size,))
         policy = (
@@ -45,20 +38,6 @@ class FSDPTrainer:
         loss = self.module(input_ids=batch, labels=batch).loss / n
         loss.backward()
         return loss.detach()
-
-    def train_step(self, micro_batches):
-        return accumulate_and_step(
-            micro_batches, self._forward_backward, self.module, self.optimizer, self.max_grad_norm
-        )
-
-    @torch.no_grad()
-    def eval_loss(self, batch):
-        return self.module(input_ids=batch, labels=batch).loss.detach().float()
-
-    @torch.no_grad()
-    def generate(self, prompts, new_tokens):
-        # every rank runs the same number of forwards (exactly new_tokens), so the all-gathers line up
-        return greedy_generate(self.module, prompts, new_tokens)
 
 
 def apply(model: torch.nn.Module, cell, env: TrainEnv) -> FSDPTrainer:
