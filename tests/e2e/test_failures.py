@@ -25,6 +25,10 @@ BIG = {"hidden_size": 384, "num_layers": 8, "num_heads": 6, "intermediate_size":
 SLOW = {"hidden_size": 256, "num_layers": 6, "num_heads": 4, "intermediate_size": 688, "max_positions": 128}
 
 
+# the next run's plan after one failed cell: that cell again, and what reads its result
+ONLY_THE_FAILED_CELL = {"train_cell": 1, "aggregate_metrics": 1, "render_charts": 2, "render_report": 1, "all": 1}
+
+
 def scenario(tmp_path, raw_test_config, models: dict, **overrides) -> Path:
     """A workdir whose matrix is `models` (name -> architecture or model dict) x ddp x 2 processes."""
     config = {**raw_test_config, **overrides, "run_name": "fail"}
@@ -86,13 +90,7 @@ def test_crash_from_bad_input_fails_one_cell_and_only_it_reruns(tmp_path, raw_te
     failure = json.loads(next((work / "results" / "fail" / "runs" / "greedy").rglob("failure.json")).read_text())
     assert failure["rank_errors"] and failure["log_tail"]
     assert readme_row(work, "greedy").endswith("| failed |")
-    assert job_counts(run_snakemake(work, "-n").stdout) == {
-        "train_cell": 1,
-        "aggregate_metrics": 1,
-        "render_charts": 2,
-        "render_report": 1,
-        "all": 1,
-    }
+    assert job_counts(run_snakemake(work, "-n").stdout) == ONLY_THE_FAILED_CELL
 
 
 def rank_pid(model: str, rank: int) -> int | None:
@@ -144,13 +142,7 @@ def test_sigkill_of_one_rank_ends_the_cell_fast_and_only_it_reruns(tmp_path, raw
     rows = summary(work)
     assert rows["tiny"]["status"] == "ok" and rows["victim"]["status"] == "failed"
     assert rows["victim"]["note"].startswith("RankDied: rank 1 ended without a report (SIGKILL)")
-    assert job_counts(run_snakemake(work, "-n").stdout) == {
-        "train_cell": 1,
-        "aggregate_metrics": 1,
-        "render_charts": 2,
-        "render_report": 1,
-        "all": 1,
-    }
+    assert job_counts(run_snakemake(work, "-n").stdout) == ONLY_THE_FAILED_CELL
 
 
 def test_timeout_is_a_result_and_the_rest_completes(tmp_path, raw_test_config, run_snakemake, repo):
