@@ -16,12 +16,12 @@ rule train_cell:
         "../envs/train.yaml"
     threads: cell_threads()
     resources:
+        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
         **cell_resources(),
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
         cell_timeout_s=config["limits"]["cell_timeout_s"],
         cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
-        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
     params:
         spec=train_spec,
         model_dir=subpath(input.model, parent=True),
