@@ -1,5 +1,6 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
 import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -169,22 +170,21 @@ def per_gpu_count(value_of):
     return per_job(of_cell)
 
 
-def cell_resources():
-    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count. One
-    unset (None) at every GPU count is left out: Snakemake evaluates every declared resource of every job.
-    """
-    runtime = runtime_min(config["limits"]["cell_timeout_s"])
-
-    def resource(name):
-        return per_gpu_count(
-            lambda gpus: job_resources(config["hardware"], gpus, runtime)[name]
-        )
-
-    resources = {
-        name: resource(name)
-        for name in job_resources(config["hardware"], CELL_GPUS[0], runtime)
-    }
+def declared(resources):
+    """Resources without the unset ones (None): Snakemake evaluates every declared resource of every job."""
     return {name: value for name, value in resources.items() if value is not None}
+
+
+def cell_resources():
+    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count."""
+    runtime = runtime_min(config["limits"]["cell_timeout_s"])
+    at = functools.cache(lambda gpus: job_resources(config["hardware"], gpus, runtime))
+    return declared(
+        {
+            name: per_gpu_count(lambda gpus, name=name: at(gpus)[name])
+            for name in at(CELL_GPUS[0])
+        }
+    )
 
 
 def cell_threads():
@@ -194,8 +194,9 @@ def cell_threads():
 
 def calibration_resources():
     """The Slurm resources of the calibration job: one GPU of the kind the cells run on."""
-    resources = job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))
-    return {name: value for name, value in resources.items() if value is not None}
+    return declared(
+        job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))
+    )
 
 
 @per_job

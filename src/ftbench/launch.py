@@ -83,11 +83,11 @@ def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) 
     survivors once a rank fails, so a rank that ended by SIGTERM is a consequence too."""
     silent = sorted(set(range(gpus)) - {e["rank"] for e in errors})
     ended = {rank: how_ended(rank, tail) for rank in silent}
-    stopped = [rank for rank in silent if ended[rank] == "SIGTERM"]
-    if errors and stopped == silent:  # the report of the rank that failed is the cause
+    died = [rank for rank in silent if ended[rank] != "SIGTERM"]
+    if errors and not died:  # the report of the rank that failed is the cause
         return errors[0]["error_type"], errors[0]["error"]
     if silent:
-        died = [rank for rank in silent if rank not in stopped] or silent
+        died = died or silent  # every silent rank was stopped and none reported: name them all
         how = f" ({ended[died[0]]})" if ended[died[0]] else ""
         after = f"; then rank {errors[0]['rank']}: {errors[0]['error_type']}" if errors else ""
         return "RankDied", f"rank {', '.join(map(str, died))} ended without a report{how}{after}"
