@@ -6,6 +6,7 @@ Clock reads follow a barrier (and a device sync on GPU), so a step's time is the
 from __future__ import annotations
 
 import math
+import os
 import resource
 import time
 
@@ -67,12 +68,66 @@ def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def peak_memory(device: torch.device) -> dict:
-    """This rank's peaks: CPU resident set (ru_maxrss is KiB on Linux) and, on CUDA, the allocator's."""
+    """This rank's peaks since the process started: CPU resident set (ru_maxrss is KiB on Linux) and, on
+    CUDA, the allocator's (since its last reset: `MemoryPhases` keeps the whole run's)."""
     mem = {"cpu_peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
     if device.type == "cuda":
         mem["gpu_peak_allocated_gb"] = torch.cuda.max_memory_allocated(device) / 2**30
         mem["gpu_peak_reserved_gb"] = torch.cuda.max_memory_reserved(device) / 2**30
     return mem
+
+
+def host_peak_gb() -> float:
+    """This process's resident-set high-water mark since the last `reset_host_peak` (VmHWM)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    raise RuntimeError("/proc/self/status has no VmHWM")
+
+
+def reset_host_peak() -> None:
+    """Set VmHWM to the current resident set (Linux >= 4.0): ru_maxrss cannot be reset, this can."""
+    fd = os.open("/proc/self/clear_refs", os.O_WRONLY)  # a kernel control, not a result file
+    try:
+        os.write(fd, b"5")
+    finally:
+        os.close(fd)
+
+
+class MemoryPhases:
+    """Per-rank peaks of the setup (creating, loading, sharding the model) and of the training steps, kept
+    apart: a sharded strategy's training peak is not its loading peak. Host: VmHWM (resident pages, file
+    pages a mapping touched included); CUDA: the allocator's allocated and reserved peaks."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peaks: dict[str, float] = {}
+
+    def _read(self, phase: str) -> None:
+        self.peaks[f"{phase}_host_peak_gb"] = host_peak_gb()
+        if self.device.type == "cuda":
+            self.peaks[f"{phase}_gpu_peak_allocated_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+            self.peaks[f"{phase}_gpu_peak_reserved_gb"] = torch.cuda.max_memory_reserved(self.device) / 2**30
+
+    def end_setup(self) -> None:
+        sync(self.device)
+        self._read("setup")
+        reset_host_peak()
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def end_train(self) -> None:
+        sync(self.device)
+        self._read("train")
+
+    def summary(self) -> dict:
+        """This rank's figures: the phases' peaks and the whole run's (`cpu_peak_rss_gb`, `gpu_peak_*`)."""
+        out = {**peak_memory(self.device), **self.peaks}
+        if self.device.type == "cuda":  # the allocator was reset after setup: the run's peak is the larger
+            for kind in ("allocated", "reserved"):
+                out[f"gpu_peak_{kind}_gb"] = max(out[f"gpu_peak_{kind}_gb"], self.peaks[f"setup_gpu_peak_{kind}_gb"])
+        return out
 
 
 def gather(obj) -> list:
@@ -98,11 +153,16 @@ def throughput(tokens_per_step: int, samples_per_step: int, step_times: list[flo
 
 
 def memory_summary(per_rank: list[dict]) -> dict:
-    """Max over ranks of each peak; `peak_memory_gb` is the GPU's reserved peak, else the CPU RSS peak."""
+    """Max over ranks of each peak; `peak_memory_gb` is the GPU's reserved peak, else the CPU RSS peak, over
+    the whole run; `setup_peak_memory_gb` and `train_peak_memory_gb` the same figure for each phase."""
     keys = sorted({k for rank in per_rank for k in rank})
     peaks = {k: max(rank.get(k, 0.0) for rank in per_rank) for k in keys}
     peaks["peak_memory_gb"] = peaks.get("gpu_peak_reserved_gb", peaks["cpu_peak_rss_gb"])
     peaks["peak_memory_kind"] = "gpu_reserved" if "gpu_peak_reserved_gb" in peaks else "cpu_rss"
+    for phase in ("setup", "train"):  # the same kind of figure as peak_memory_gb, for one phase
+        key = f"{phase}_gpu_peak_reserved_gb" if "gpu_peak_reserved_gb" in peaks else f"{phase}_host_peak_gb"
+        if key in peaks:
+            peaks[f"{phase}_peak_memory_gb"] = peaks[key]
     peaks["memory_per_rank"] = per_rank
     return peaks
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import limits, loop, methods, metrics, provenance, tokcache
+from ftbench import limits, loop, metrics, provenance, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json, verify_manifest
 from ftbench.matrix import check_downloaded_model
 from ftbench.strategies import TrainEnv, build_trainer
+from ftbench.weights import Weights
 
 log = logging.getLogger("ftbench.train_cell")
 
@@ -75,7 +76,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     """Train the cell; `progress` records the phase and the steps done, for a failure report."""
     progress = {} if progress is None else progress
     marks = progress.setdefault("marks", {})
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
@@ -100,9 +101,10 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     prov = provenance.collect(device, spec["seed"]) if rank == 0 else None  # only rank 0 writes metrics
 
     torch.manual_seed(spec["seed"])
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    # the model without its weights: the strategy shards, cuts or partitions it, then each rank reads what it holds
+    weights = Weights(model_dir, cell.method, spec["options"], spec["seed"])
+    model = weights.empty()
     cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
-    model = methods.apply(model, cell.method, spec["options"])
     marks["model_load"] = time.time()
     # counted before the strategy shards or splits the model
     params_total = sum(p.numel() for p in model.parameters())
@@ -110,10 +112,20 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     flops = metrics.flops_per_token(model, cell.seq_len)
     opt = spec["optimizer"]
     env = TrainEnv(
-        rank, world, local_rank, device, opt["lr"], opt["weight_decay"], opt["max_grad_norm"], spec["options"]
+        rank,
+        world,
+        local_rank,
+        device,
+        opt["lr"],
+        opt["weight_decay"],
+        opt["max_grad_norm"],
+        spec["options"],
+        weights,
     )
+    memory = metrics.MemoryPhases(device)
     trainer = build_trainer(model, cell, env)
     marks["strategy_setup"] = time.time()
+    memory.end_setup()
     metrics.sync(device)
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
 
@@ -129,6 +141,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         device,
         progress,
     )
+    memory.end_train()
     progress["phase"] = "eval"
     eval_blocks = tokcache.open_split(cache_dir, "eval")
     eval_loss = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
@@ -143,7 +156,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     )
     metrics.sync(device)
     run_duration = time.perf_counter() - run_start
-    memory = metrics.memory_summary(metrics.gather(metrics.peak_memory(device)))
+    memory = metrics.memory_summary(metrics.gather(memory.summary()))
+    setup_facts = getattr(trainer, "setup_facts", {})
     # Free the wrapped model (it holds the process group) while every peer is still connected: a group
     # destroyed later, after a peer exited, can hang in gloo's teardown.
     del trainer, model
@@ -178,6 +192,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         "inference_new_tokens": gen["new_tokens"],
         "sample_generation": tokenizer.decode(generated["generated_ids"][generated["prompt_len"] :]),
         **memory,
+        **setup_facts,
         "params_total": params_total,
         "params_trainable": params_trainable,
         **metrics.startup(marks, os.environ.get("FTBENCH_LAUNCH_T0")),

@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import loop, methods, tokcache
+from ftbench import loop, tokcache
 from ftbench.config import Cell
 from ftbench.strategies import TrainEnv, build_trainer
+from ftbench.weights import Weights
 
 
 def held(trainer, strategy: str, full_params: int) -> dict:
@@ -41,13 +42,13 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    from transformers import AutoModelForCausalLM
-
     cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs)
-    torch.manual_seed(0)  # LoRA's init draws from it: same adapters in every strategy
-    model = methods.apply(AutoModelForCausalLM.from_pretrained(model_dir), method, {})
+    torch.manual_seed(0)
+    weights = Weights(model_dir, method, {}, 0)  # LoRA adapters: seeded by name, the same in every strategy
+    model = weights.empty()
     full = sum(p.numel() for p in model.parameters())
-    trainer = build_trainer(model, cell, TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, options))
+    env = TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, options, weights)
+    trainer = build_trainer(model, cell, env)
     out = loop.train(trainer, cell, tokcache.open_split(cache_dir, "train"), 0, steps, 0, torch.device("cpu"))
     eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))
     gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))

@@ -10,6 +10,8 @@ from typing import Protocol
 
 import torch
 
+from ftbench.weights import Weights
+
 
 @dataclass(frozen=True)
 class TrainEnv:
@@ -24,6 +26,8 @@ class TrainEnv:
     max_grad_norm: float
     options: dict = field(default_factory=dict)
     """Job spec `options` of this cell's strategy and method (e.g. the pipeline schedule)."""
+    weights: Weights | None = None
+    """Where the model's weights are: a strategy builds or receives the model empty and fills what it holds."""
 
 
 class Trainer(Protocol):

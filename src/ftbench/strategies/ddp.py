@@ -17,7 +17,9 @@ from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compil
 
 class DDPTrainer(DataParallelTrainer):
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
-        self.module = module.to(env.device)
+        # one replica, allocated on the device and read into from the files (no second host copy)
+        env.weights.materialize(module, env.device)
+        self.module = module
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
         self.wrapped = (
             DistributedDataParallel(self.module, device_ids=device_ids, gradient_as_bucket_view=True)

@@ -20,13 +20,14 @@ class FSDPTrainer(DataParallelTrainer):
             if cell.precision == "bf16"
             else MixedPrecisionPolicy()
         )
-        module.to(env.device)
         compile_layers = compile_requested(cell, env)
         for layer in decoder_layers(module):
             if compile_layers:  # each layer before it is sharded, as torchtitan does
                 layer.compile()
             fully_shard(layer, mesh=mesh, mp_policy=policy)
         fully_shard(module, mesh=mesh, mp_policy=policy)
+        # sharded on the meta device: each rank allocates and reads only its own rows of every parameter
+        env.weights.materialize(module, env.device)
         self.module = module
         self.optimizer = adamw(module.parameters(), env)
         self.max_grad_norm = env.max_grad_norm

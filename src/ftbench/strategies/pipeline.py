@@ -12,6 +12,7 @@ from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
 from ftbench.strategies.base import TrainEnv, adamw, autocast, decoder_layers
+from ftbench.weights import checkpoint_names
 
 SCHEDULES = {"1F1B": Schedule1F1B, "GPipe": ScheduleGPipe}
 
@@ -92,7 +93,10 @@ def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 class PipelineTrainer:
     def __init__(self, causal_lm: nn.Module, cell, env: TrainEnv, schedule: str):
         self.rank, self.world, self.device = env.rank, env.world_size, env.device
-        self.stage = Stage(causal_lm, env.rank, env.world_size).to(env.device)
+        names = checkpoint_names(causal_lm)
+        self.stage = Stage(causal_lm, env.rank, env.world_size)
+        # cut on the meta device: a stage allocates and reads only its own layers (and embeddings or head)
+        env.weights.materialize(self.stage, env.device, names)
         self.module = self.stage
         self.config = causal_lm.config
         self.autocast = lambda: autocast(cell.precision, env.device)

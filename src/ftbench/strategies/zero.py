@@ -1,16 +1,36 @@
 """DeepSpeed ZeRO stages 1-3 (optionally optimizer state offloaded to CPU) through one engine, with the same
 torch AdamW as the other strategies. Launched by torchrun like everything else: the process group exists
-already, DeepSpeed only joins it. bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy)."""
+already, DeepSpeed only joins it. bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy).
+
+Stages 1 and 2 hold a full replica: allocated on the device and read into from the files. Stage 3 builds
+the model under `deepspeed.zero.Init`, which partitions each module's parameters as it is created, and each
+rank then reads only its own partition; how much of the model stays gathered at once is set for the cell
+from one decoder layer's size (`stage3_settings`), not DeepSpeed's defaults (1e9 live parameters, which
+keep a model of a few hundred million parameters gathered whole)."""
 
 from __future__ import annotations
 
 import torch
 
-from ftbench.strategies.base import TrainEnv, adamw, greedy_generate
+from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_generate
 
 
-def ds_config(cell, env: TrainEnv, stage: int, offload: bool) -> dict:
+def stage3_settings(model: torch.nn.Module) -> dict:
+    """What stays gathered under ZeRO-3: at most two decoder layers live (the one running and the one
+    prefetched), a prefetch bucket of one layer, and parameters under 10 x hidden size (norms, biases)
+    kept whole on every rank, as transformers' "auto" values do."""
+    layer = sum(p.numel() for p in decoder_layers(model)[0].parameters())
+    return {
+        "stage3_max_live_parameters": 2 * layer,
+        "stage3_prefetch_bucket_size": layer,
+        "stage3_param_persistence_threshold": 10 * model.config.hidden_size,
+    }
+
+
+def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Module | None = None) -> dict:
     zero = {"stage": stage}
+    if stage == 3 and model is not None:
+        zero.update(stage3_settings(model))
     if offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": env.device.type == "cuda"}
     return {
@@ -29,13 +49,23 @@ class ZeroTrainer:
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv, stage: int, offload: bool):
         import deepspeed
 
-        self.config = ds_config(cell, env, stage, offload)
-        module.to(env.device)
+        self.config = ds_config(cell, env, stage, offload, module)
+        if stage == 3:
+            # the meta model only described the shapes: rebuild it partitioned, then read each partition
+            deepspeed.init_distributed(dist_backend=None)  # joins torchrun's group: zero.Init needs its size
+            # dtype from the config (fp32, or bf16 in bf16 mode): an explicit dtype=torch.float32 is turned into
+            # bf16 on accelerators without fp16, the CPU's among them (deepspeed 0.19 `_set_dtype`)
+            with deepspeed.zero.Init(config_dict_or_path=self.config):
+                module = env.weights.empty(meta=False)
+            env.weights.fill(module)
+        else:
+            env.weights.materialize(module, env.device)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
             model=module, optimizer=adamw(module.parameters(), env), config=self.config, dist_init_required=False
         )
         self.module = self.engine.module
         self.data_rank, self.data_world = env.rank, env.world_size
+        self.setup_facts = {"deepspeed_zero_optimization": self.config["zero_optimization"]}
 
     def train_step(self, micro_batches):
         # the engine scales each loss by 1/accumulation and steps the optimizer on the last micro-batch
