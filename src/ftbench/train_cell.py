@@ -102,7 +102,10 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
 
     torch.manual_seed(spec["seed"])
     # the model without its weights: the strategy shards, cuts or partitions it, then each rank reads what it holds
-    weights = Weights(model_dir, cell.method, spec["options"], spec["seed"])
+    # setup ends when the weights are in place; optimizer state (DeepSpeed's master copy and gradient buffers
+    # at its initialize, torch AdamW's at the first step) counts towards the training peak in every strategy
+    memory = metrics.MemoryPhases(device)
+    weights = Weights(model_dir, cell.method, spec["options"], spec["seed"], on_loaded=memory.end_setup)
     model = weights.empty()
     cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
     marks["model_load"] = time.time()
@@ -122,10 +125,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         spec["options"],
         weights,
     )
-    memory = metrics.MemoryPhases(device)
     trainer = build_trainer(model, cell, env)
     marks["strategy_setup"] = time.time()
-    memory.end_setup()
     metrics.sync(device)
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
 

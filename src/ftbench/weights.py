@@ -20,6 +20,7 @@ import math
 import os
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,9 +256,16 @@ class Weights:
     method: str
     options: dict
     seed: int
+    on_loaded: Callable[[], None] | None = None
+    """Called once the weights are in place (the end of a cell's setup phase, for its memory figures)."""
 
     def __post_init__(self):
         self.checkpoint = Checkpoint(self.model_dir)
+
+    def _loaded(self) -> None:
+        self.checkpoint.close()
+        if self.on_loaded:
+            self.on_loaded()
 
     def empty(self, meta: bool = True) -> torch.nn.Module:
         return empty_model(self.model_dir, self.method, self.options, meta=meta)
@@ -266,6 +274,8 @@ class Weights:
         self, module: torch.nn.Module, device: torch.device, names: dict[int, list[str]] | None = None
     ) -> None:
         materialize(module, self.checkpoint, device, self.seed, names)
+        self._loaded()
 
     def fill(self, module: torch.nn.Module) -> None:
         fill(module, self.checkpoint, {}, self.seed)
+        self._loaded()

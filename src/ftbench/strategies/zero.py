@@ -17,13 +17,15 @@ from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_gene
 
 def stage3_settings(model: torch.nn.Module) -> dict:
     """What stays gathered under ZeRO-3: at most two decoder layers live (the one running and the one
-    prefetched), a prefetch bucket of one layer, and parameters under 10 x hidden size (norms, biases)
-    kept whole on every rank, as transformers' "auto" values do."""
+    prefetched), a prefetch bucket and a gradient reduce bucket of one layer (DeepSpeed's default bucket,
+    5e8 elements, fills with a whole small model's gradients before it reduces), and parameters under
+    10 x hidden size (norms, biases) kept whole on every rank, as transformers' "auto" values do."""
     layer = sum(p.numel() for p in decoder_layers(model)[0].parameters())
     return {
         "stage3_max_live_parameters": 2 * layer,
         "stage3_prefetch_bucket_size": layer,
         "stage3_param_persistence_threshold": 10 * model.config.hidden_size,
+        "reduce_bucket_size": layer,
     }
 
 

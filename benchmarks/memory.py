@@ -1,0 +1,117 @@
+"""Per-rank memory of each strategy against model size: the setup peak (building, loading, sharding the
+model) and the training-steps peak, each the largest over ranks, from the cells' own metrics.json.
+
+Host figures are VmHWM: resident pages, reset after setup (metrics.MemoryPhases), so the training peak is
+not the loading peak. "bound" is what a sharded strategy promises at setup: 1.3 x (the same cell's
+process with a tiny model + the fp32 model / world); a pipeline stage's bound counts its own layers.
+
+    python benchmarks/memory.py            # ~120M-parameter Llama, ddp fsdp zero3 pipeline at 1, 2, 4 ranks
+    python benchmarks/memory.py --quick    # ~8M parameters, 1 and 2 ranks (CI: proves it runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness import bench_spec, prepare_model, prepare_sources, run_cell
+
+from ftbench.config import Cell
+
+STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
+SHARDED = {"fsdp", "zero3", "pipeline"}
+TINY = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
+FULL = {
+    "worlds": [1, 2, 4],
+    "arch": {"hidden_size": 768, "num_layers": 16, "num_heads": 12, "intermediate_size": 2048, "max_positions": 128},
+}
+QUICK = {
+    "worlds": [1, 2],
+    "arch": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 688, "max_positions": 128},
+}
+SEQ, VOCAB = 64, 4096
+
+
+def stage_fraction(arch: dict, vocab: int, stage: int, stages: int) -> float:
+    """Share of the parameters a pipeline stage holds (its layers; embeddings on the first, head on the last)."""
+    h, layers = arch["hidden_size"], arch["num_layers"]
+    layer = 4 * h * h + 3 * h * arch["intermediate_size"] + 2 * h
+    total = layers * layer + 2 * vocab * h + h
+    base, extra = divmod(layers, stages)
+    mine = (
+        (base + (stage < extra)) * layer
+        + (vocab * h if stage == 0 else 0)
+        + (vocab * h + h if stage == stages - 1 else 0)
+    )
+    return mine / total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small model at 1 and 2 ranks")
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--method", default="full", choices=["full", "lora"])
+    parser.add_argument("--worlds", nargs="+", type=int, help="world sizes (default: 1 2 4; --quick: 1 2)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    args = parser.parse_args()
+    p = QUICK if args.quick else FULL
+    rows, missed = [], []
+    with tempfile.TemporaryDirectory(prefix="ftbench-memory-") as tmp:
+        work = Path(tmp)
+        _, cache = prepare_sources(work, 3000, VOCAB, SEQ)
+        models = {"tiny": prepare_model(work, "tiny", TINY), "model": prepare_model(work, "model", p["arch"])}
+        for strategy in args.strategies:
+            for world in args.worlds or p["worlds"]:
+                if strategy == "pipeline" and world == 1:
+                    continue
+                measured = {}
+                for name, model in models.items():
+                    cell = Cell(name, strategy, world, args.method, "fp32", 1, SEQ, world)
+                    t0 = time.perf_counter()
+                    m = run_cell(work, bench_spec(cell, 1, 2, gen=(8, 2)), model, cache, f"{strategy}-{world}-{name}")
+                    measured[name] = (m, time.perf_counter() - t0)
+                m, seconds = measured["model"]
+                baseline = measured["tiny"][0]["memory_per_rank"]
+                model_gb = m["params_total"] * 4 / 2**30
+                for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
+                    if strategy == "pipeline":
+                        share = stage_fraction(p["arch"], VOCAB, rank, world)
+                    else:
+                        share = 1 / world if strategy in SHARDED else 1.0
+                    bound = 1.3 * (base["setup_host_peak_gb"] + model_gb * share)
+                    row = {
+                        "strategy": strategy,
+                        "world": world,
+                        "rank": rank,
+                        "params_m": m["params_total"] / 1e6,
+                        "model_fp32_gb": model_gb,
+                        "baseline_setup_gb": base["setup_host_peak_gb"],
+                        "setup_gb": mine["setup_host_peak_gb"],
+                        "train_gb": mine["train_host_peak_gb"],
+                        "bound_gb": bound,
+                        "cell_s": seconds,
+                    }
+                    rows.append(row)
+                    if strategy in SHARDED and row["setup_gb"] > bound:
+                        missed.append(f"{strategy} world {world} rank {rank}: {row['setup_gb']:.3f} > {bound:.3f} GB")
+    print(f"method {args.method}, fp32, seq {SEQ}, micro-batch 1; host GB per rank (VmHWM); bound: sharded only")
+    print("| strategy | world | rank | params (M) | model fp32 (GB) | tiny-model setup | setup | train | bound |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        bound = f"{r['bound_gb']:.3f}" if r["strategy"] in SHARDED else "—"
+        print(
+            f"| {r['strategy']} | {r['world']} | {r['rank']} | {r['params_m']:.1f} | {r['model_fp32_gb']:.3f} | "
+            f"{r['baseline_setup_gb']:.3f} | {r['setup_gb']:.3f} | {r['train_gb']:.3f} | {bound} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if missed and not args.quick:
+        sys.exit("setup peak above the bound:\n" + "\n".join(missed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""A model that does not fit one rank: each strategy loads, shards and trains within what it promises.
+
+A ~120M-parameter Llama in Hugging Face format (safetensors + tokenizer, 0.45 GB in fp32) trained by the real
+launcher at 4 ranks. Per-rank setup peaks (VmHWM up to the moment the weights are in place) against the same
+cell's process with a tiny model; losses against plain `from_pretrained` in one process; LoRA under the real
+per-rank memory limit set below one fp32 replica.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftbench import sources, tokcache
+from ftbench.config import Cell
+from ftbench.matrix import job_spec
+
+pytestmark = [pytest.mark.e2e, pytest.mark.memory]
+
+TEMPLATE = "{instruction}\n{response}"
+SEQ, WORLD = 64, 4
+TINY = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
+BIG = {"hidden_size": 768, "num_layers": 16, "num_heads": 12, "intermediate_size": 2048, "max_positions": 128}
+REFERENCE = Path(__file__).parents[1] / "dist" / "reference.py"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sharded")
+    sources.prepare_dataset("builtin:customer_support", root / "data", 3000, 0)
+    sources.train_tokenizer("builtin:bpe-4096", root / "data", TEMPLATE, root / "tok")
+    tokcache.build(root / "data", root / "tok", root / "cache", TEMPLATE, SEQ, 0.1, 0)
+    for name, arch in (("tiny", TINY), ("big", BIG)):
+        model = {"name": name, "source": "config:llama", "architecture": arch}
+        sources.prepare_model(model, root / "tok", root / name, 0)
+    return root
+
+
+def spec_of(strategy: str, model: str, method: str = "full", gpus: int = WORLD) -> dict:
+    config = {
+        "run_name": "sharded",
+        "seed": 0,
+        "steps": {"warmup": 1, "measure": 3, "eval": 1},
+        "optimizer": {"lr": 1e-3, "weight_decay": 0.0, "max_grad_norm": 1.0},
+        "generation": {"prompt_tokens": 8, "new_tokens": 2},
+        "options": {},
+        "hardware": {"device": "cpu", "cpu_threads_per_rank": 1},
+    }
+    return job_spec(config, Cell(model, strategy, gpus, method, "fp32", 1, SEQ, WORLD))
+
+
+@pytest.fixture(scope="module")
+def cell(work):
+    """Run a cell through `python -m ftbench.launch` (the train rule's program); its metrics.json."""
+    done = {}
+
+    def run(strategy: str, model: str = "big", method: str = "full", cpu_memory_gb: float = 0) -> dict:
+        key = (strategy, model, method, cpu_memory_gb)
+        if key not in done:
+            out = work / "runs" / "-".join(map(str, key)) / "metrics.json"
+            out.parent.mkdir(parents=True)
+            spec = spec_of(strategy, model, method)
+            cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", str(WORLD), "--log", str(out.with_suffix(".log"))]
+            cmd += ["--cpu-memory-mb", str(int(cpu_memory_gb * 1024)), "--"]
+            cmd += ["--spec", json.dumps(spec), "--model", str(work / model), "--cache", str(work / "cache")]
+            env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
+            proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
+            log = out.with_suffix(".log")
+            assert proc.returncode == 0 and out.exists(), proc.stderr[-3000:] + log.read_text()[-4000:]
+            done[key] = json.loads(out.read_text())
+        return done[key]
+
+    return run
+
+
+def model_gb(metrics: dict) -> float:
+    return metrics["params_total"] * 4 / 2**30
+
+
+def setup_peaks(metrics: dict) -> list[float]:
+    return [rank["setup_host_peak_gb"] for rank in metrics["memory_per_rank"]]
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "zero3"])
+def test_a_sharded_rank_never_holds_more_than_its_shard(cell, strategy):
+    big, tiny = cell(strategy), cell(strategy, "tiny")
+    assert big["status"] == "ok" and 100e6 < big["params_total"] < 150e6
+    for rank, (peak, baseline) in enumerate(zip(setup_peaks(big), setup_peaks(tiny), strict=True)):
+        assert peak <= 1.3 * (baseline + model_gb(big) / WORLD), f"rank {rank}: {peak:.3f} GB at setup"
+
+
+def test_a_pipeline_stage_holds_its_own_layers(cell):
+    big, tiny = cell("pipeline"), cell("pipeline", "tiny")
+    layer = 4 * 768 * 768 + 3 * 768 * 2048 + 2 * 768
+    embedding = big["params_total"] - 16 * layer - 768  # input table + LM head (untied), same size
+    for rank, (peak, baseline) in enumerate(zip(setup_peaks(big), setup_peaks(tiny), strict=True)):
+        held = 4 * layer + (embedding / 2 if rank in (0, WORLD - 1) else 0)
+        assert peak <= 1.3 * (baseline + held * 4 / 2**30), f"stage {rank}: {peak:.3f} GB at setup"
+    # the stages with an embedding table hold more than those without
+    peaks = setup_peaks(big)
+    assert min(peaks[0], peaks[-1]) > max(peaks[1:-1])
+
+
+def test_ddp_holds_a_full_replica(cell):
+    big, tiny = cell("ddp"), cell("ddp", "tiny")
+    for peak, baseline in zip(setup_peaks(big), setup_peaks(tiny), strict=True):
+        assert peak >= baseline + 0.9 * model_gb(big)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
+def test_every_loading_path_trains_the_reference_model(work, cell, strategy):
+    out = work / "reference.json"
+    if not out.exists():
+        spec = json.dumps(spec_of("ddp", "big", gpus=1))
+        subprocess.run(
+            [sys.executable, str(REFERENCE), spec, str(work / "big"), str(work / "cache"), str(out)], check=True
+        )
+    reference = json.loads(out.read_text())["losses"]
+    losses = cell(strategy)["losses"]
+    assert len(losses) == len(reference) == 4
+    assert max(abs(a - b) for a, b in zip(losses, reference, strict=True)) <= 1e-3
+
+
+def test_lora_fits_under_a_limit_below_one_replica_only_when_sharded(cell):
+    """The real per-rank limit (limits.cpu_memory_per_rank_gb) set below the fp32 model: the sharded
+    strategies finish, ddp runs out of memory while it loads its replica."""
+    limit = 0.8 * model_gb(cell("ddp"))
+    for strategy in ("fsdp", "zero3"):
+        metrics = cell(strategy, method="lora", cpu_memory_gb=limit)
+        assert metrics["status"] == "ok", metrics.get("note")
+        assert metrics["params_trainable"] == 16 * 4 * 2 * 8 * 768  # r=8 A and B on q, k, v, o of 16 layers
+    assert cell("ddp", method="lora", cpu_memory_gb=limit)["status"] == "oom"
