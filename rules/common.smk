@@ -7,6 +7,7 @@ import os
 import re
 
 from snakemake.common import overwrite_function_params
+from snakemake.common.tbdstring import TBDString
 from snakemake.logging import logger
 from snakemake.utils import validate
 
@@ -20,7 +21,8 @@ from ftbench.config import (
 )
 from ftbench.config_check import check_config, check_local_sources
 from ftbench.matrix import check_pivots, job_spec, plan
-from ftbench.slurm import job_resources, runtime_min
+from ftbench.host_memory import cell_request_gb, model_shape
+from ftbench.slurm import job_resources, mem_mb, runtime_min
 from ftbench.sources import Render
 
 # every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
@@ -176,15 +178,28 @@ def declared(resources):
 
 
 def cell_resources():
-    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count."""
+    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count; its
+    host memory, unless hardware.host_memory_per_rank_gb fixes it, per cell (cell_mem_mb)."""
     runtime = runtime_min(config["limits"]["cell_timeout_s"])
     at = functools.cache(lambda gpus: job_resources(config["hardware"], gpus, runtime))
-    return declared(
+    resources = declared(
         {
             name: per_gpu_count(lambda gpus, name=name: at(gpus)[name])
             for name in at(CELL_GPUS[0])
         }
     )
+    return resources if "mem_mb" in resources else {**resources, "mem_mb": cell_mem_mb}
+
+
+@per_job
+def cell_mem_mb(wildcards):
+    """What the cell's strategy holds on the host (ftbench.host_memory), from the model's config.json: known
+    once the model is prepared or downloaded (Snakemake asks again just before it submits the job)."""
+    cell = cell_of(wildcards)
+    per_rank = cell_request_gb(config, cell, model_shape(config, cell.model))
+    if per_rank is None:
+        return TBDString()  # a dry run before the download: not known yet
+    return mem_mb(config["hardware"], cell.gpus, per_rank)
 
 
 def cell_threads():

@@ -61,16 +61,23 @@ def gpu_gres(hardware: dict) -> str | None:
     return name or None
 
 
+def mem_mb(hardware: dict, gpus: int, per_rank_gb: float) -> int:
+    """`--mem` of a job on `gpus` GPUs: the ranks of one node x `per_rank_gb`."""
+    return math.ceil(geometry(gpus, hardware["gpus_per_node"]).gpus_per_node * per_rank_gb * 1024)
+
+
 def job_resources(hardware: dict, gpus: int, runtime: int) -> dict:
-    """Snakemake resources of a job on `gpus` GPUs (one task per node). None leaves a resource unset."""
+    """Snakemake resources of a job on `gpus` GPUs (one task per node). None leaves a resource unset: `mem_mb`
+    without `hardware.host_memory_per_rank_gb`, which a training cell then estimates from its model."""
     shape = geometry(gpus, hardware["gpus_per_node"])
+    per_rank_gb = hardware.get("host_memory_per_rank_gb")
     gres = gpu_gres(hardware)
     multi_node = shape.nodes > 1
     return {
         "nodes": shape.nodes,
         "gres": f"{gres}:{shape.gpus_per_node}" if gres else None,
         "cpus_per_task": shape.gpus_per_node * hardware["cpu_threads_per_rank"],
-        "mem_mb": math.ceil(shape.gpus_per_node * hardware["host_memory_per_rank_gb"] * 1024),
+        "mem_mb": mem_mb(hardware, gpus, per_rank_gb) if per_rank_gb else None,
         "runtime": runtime,
         # the plugin turns `tasks` of a GPU job into --ntasks-per-gpu unless this is set, and 0 adds nothing
         "tasks_per_gpu": 0,
