@@ -34,6 +34,7 @@ class StrategyTraits:
 STRATEGY_TRAITS: dict[str, StrategyTraits] = {
     "ddp": StrategyTraits(),
     "fsdp": StrategyTraits(gathers_parameters=True),
+    "fsdp_offload": StrategyTraits(gathers_parameters=True),
     "zero1": StrategyTraits(zero_stage=1),
     "zero2": StrategyTraits(zero_stage=2),
     "zero3": StrategyTraits(zero_stage=3, gathers_parameters=True),

@@ -23,7 +23,7 @@ from ftbench import limits, loop, metrics, provenance, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json, verify_manifest
 from ftbench.matrix import check_downloaded_model
-from ftbench.strategies import TrainEnv, build_trainer
+from ftbench.strategies import TrainEnv, build_trainer, load_strategy
 from ftbench.weights import Weights
 
 log = logging.getLogger("ftbench.train_cell")
@@ -100,6 +100,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     marks["process_group"] = time.time()
     prov = provenance.collect(device, spec["seed"]) if rank == 0 else None  # only rank 0 writes metrics
 
+    load_strategy(cell.strategy)  # its libraries are runtime, as the process group is
     torch.manual_seed(spec["seed"])
     # the model without its weights: the strategy shards, cuts or partitions it, then each rank reads what it holds
     # setup ends when the weights are in place; optimizer state (DeepSpeed's master copy and gradient buffers
@@ -107,6 +108,9 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     memory = metrics.MemoryPhases(device)
     weights = Weights(model_dir, cell.method, spec["options"], spec["seed"], on_loaded=memory.end_setup)
     model = weights.empty()
+    if os.environ.get("FTBENCH_CPU_MEMORY_GB") and device.type == "cpu":
+        # the budget is for the model's weights and training: the runtime and the weightless model are up
+        limits.limit_cpu_memory(float(os.environ["FTBENCH_CPU_MEMORY_GB"]))
     cache_manifest = check_cache_matches_model(cache_dir, model_dir, model)
     marks["model_load"] = time.time()
     # counted before the strategy shards or splits the model
@@ -250,8 +254,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     progress = {"phase": "start", "marks": {"main": time.time()}}
     try:
-        if os.environ.get("FTBENCH_CPU_MEMORY_GB") and not torch.cuda.is_available():
-            limits.limit_cpu_memory(float(os.environ["FTBENCH_CPU_MEMORY_GB"]))
         run(json.loads(args.spec), args.model, args.cache, args.out, progress)
     except BaseException as error:
         report_failure(args.out.parent, rank, error, progress)

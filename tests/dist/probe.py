@@ -17,7 +17,7 @@ from ftbench.weights import Weights
 
 def held(trainer, strategy: str, full_params: int) -> dict:
     """How much of the model / optimizer state this rank holds."""
-    if strategy == "fsdp":
+    if strategy.startswith("fsdp"):
         trainer.module.reshard()  # the root stays unsharded after a forward (generation) until its backward
         local = sum(p.to_local().numel() for p in trainer.module.parameters())
         return {"param_fraction": local / full_params}

@@ -64,7 +64,7 @@ def profile(repo) -> list[str]:
 
 
 def test_real_oom_is_a_result_and_not_rerun(tmp_path, raw_test_config, run_snakemake, repo):
-    work = scenario(tmp_path, raw_test_config, {"tiny": TINY, "big": BIG}, limits={"cpu_memory_per_rank_gb": 0.25})
+    work = scenario(tmp_path, raw_test_config, {"tiny": TINY, "big": BIG}, limits={"cpu_memory_per_rank_gb": 0.1})
     run_snakemake(work, *profile(repo))  # an OOM cell is a result: the run succeeds
     rows = summary(work)
     assert rows["tiny"]["status"] == "ok" and rows["big"]["status"] == "oom"

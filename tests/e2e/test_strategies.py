@@ -14,7 +14,7 @@ from ftbench import sources, tokcache
 pytestmark = pytest.mark.e2e
 
 PROBE = os.path.join(os.path.dirname(__file__), "..", "dist", "probe.py")
-STRATEGIES = ["fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload", "pipeline"]
+STRATEGIES = ["fsdp", "fsdp_offload", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload", "pipeline"]
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_every_strategy_has_ddps_loss_trajectory(probe, strategy):
     assert reference[-1] < reference[0] - 0.3  # and it is learning
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "zero3", "zero3_offload"])
+@pytest.mark.parametrize("strategy", ["fsdp", "fsdp_offload", "zero3", "zero3_offload"])
 def test_parameters_are_sharded_one_over_world(probe, strategy):
     for rank in probe(strategy):
         assert rank["param_fraction"] == pytest.approx(0.5, abs=0.01)

@@ -1,5 +1,7 @@
+import pytest
+
 from ftbench import limits
-from ftbench.launch import MALLOC_TUNABLES, rank_env, root_cause
+from ftbench.launch import ACCOUNTED_MALLOC_TUNABLES, MALLOC_TUNABLES, rank_env, root_cause
 
 TORCHRUN_SUMMARY = """Failures:
 [1]:
@@ -56,7 +58,13 @@ def test_oom_errors_are_recognised_by_type_and_allocator_message():
 
 
 def test_ranks_keep_freed_memory_unless_the_user_tuned_malloc():
-    env = rank_env({"PATH": "/bin"}, cpu_memory_mb=2048)
-    assert env == {"PATH": "/bin", "GLIBC_TUNABLES": MALLOC_TUNABLES, "FTBENCH_CPU_MEMORY_GB": "2.0"}
+    assert rank_env({"PATH": "/bin"}, cpu_memory_mb=0) == {"PATH": "/bin", "GLIBC_TUNABLES": MALLOC_TUNABLES}
     assert "glibc.malloc.trim_threshold=" in MALLOC_TUNABLES and "glibc.malloc.mmap_threshold=" in MALLOC_TUNABLES
+
+
+@pytest.mark.parametrize(("cpu_memory_mb", "gathers"), [(2048, False), (0, True), (2048, True)])
+def test_memory_limited_or_gathering_ranks_map_their_buffers(cpu_memory_mb, gathers):
+    env = rank_env({}, cpu_memory_mb=cpu_memory_mb, gathers_parameters=gathers)
+    assert env["GLIBC_TUNABLES"] == ACCOUNTED_MALLOC_TUNABLES != MALLOC_TUNABLES
+    assert ("FTBENCH_CPU_MEMORY_GB" in env) == bool(cpu_memory_mb)
     assert rank_env({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, 0) == {"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}

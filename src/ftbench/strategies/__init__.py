@@ -14,6 +14,7 @@ from ftbench.strategies.base import TrainEnv, Trainer
 STRATEGIES: dict[str, tuple[str, dict]] = {  # name: (module under ftbench.strategies, keyword arguments)
     "ddp": ("ddp", {}),
     "fsdp": ("fsdp", {}),
+    "fsdp_offload": ("fsdp", {"offload": True}),
     "zero1": ("zero", {"stage": 1}),
     "zero2": ("zero", {"stage": 2}),
     "zero3": ("zero", {"stage": 3}),
@@ -23,12 +24,17 @@ STRATEGIES: dict[str, tuple[str, dict]] = {  # name: (module under ftbench.strat
 }
 
 
-def build_trainer(model, cell, env: TrainEnv) -> Trainer:
+def load_strategy(name: str):
+    """The module of strategy `name` (imported: its libraries, e.g. DeepSpeed, with it)."""
     try:
-        module, kwargs = STRATEGIES[cell.strategy]
+        module, _ = STRATEGIES[name]
     except KeyError:
-        raise ValueError(f"strategy {cell.strategy!r} is not one of {sorted(STRATEGIES)}") from None
-    return importlib.import_module(f"ftbench.strategies.{module}").apply(model, cell, env, **kwargs)
+        raise ValueError(f"strategy {name!r} is not one of {sorted(STRATEGIES)}") from None
+    return importlib.import_module(f"ftbench.strategies.{module}")
 
 
-__all__ = ["STRATEGIES", "TrainEnv", "Trainer", "build_trainer"]
+def build_trainer(model, cell, env: TrainEnv) -> Trainer:
+    return load_strategy(cell.strategy).apply(model, cell, env, **STRATEGIES[cell.strategy][1])
+
+
+__all__ = ["STRATEGIES", "TrainEnv", "Trainer", "build_trainer", "load_strategy"]

@@ -22,7 +22,9 @@ class DDPTrainer(DataParallelTrainer):
         self.module = module
         device_ids = [env.local_rank] if env.device.type == "cuda" else None
         self.wrapped = (
-            DistributedDataParallel(self.module, device_ids=device_ids, gradient_as_bucket_view=True)
+            # init_sync=False: every rank read the same weights, and DDP's broadcast of them would stage a
+            # second copy of the model through its buckets
+            DistributedDataParallel(self.module, device_ids=device_ids, gradient_as_bucket_view=True, init_sync=False)
             if env.world_size > 1
             else self.module
         )

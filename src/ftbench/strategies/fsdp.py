@@ -1,20 +1,23 @@
 """FSDP2: `fully_shard` each decoder layer, then the root; parameters, gradients and optimizer state are
 sharded 1/world per rank and gathered layer by layer. bf16 = MixedPrecisionPolicy (bf16 compute, fp32
 gradient reduction, fp32 sharded master weights). `options.fsdp.compile`: each decoder layer torch.compile'd.
+`fsdp_offload`: FSDP2's CPUOffloadPolicy, the sharded parameters, gradients and optimizer step on the host
+(each layer is copied to the device to be gathered); on a CPU device there is nothing to move and it runs as fsdp.
 """
 
 from __future__ import annotations
 
 import torch
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
 from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested, decoder_layers
 
 
 class FSDPTrainer(DataParallelTrainer):
-    def __init__(self, module: torch.nn.Module, cell, env: TrainEnv):
+    def __init__(self, module: torch.nn.Module, cell, env: TrainEnv, offload: bool = False):
         mesh = init_device_mesh(env.device.type, (env.world_size,))
+        shard_options = {"offload_policy": CPUOffloadPolicy(pin_memory=env.device.type == "cuda")} if offload else {}
         policy = (
             MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
             if cell.precision == "bf16"
@@ -24,10 +27,11 @@ class FSDPTrainer(DataParallelTrainer):
         for layer in decoder_layers(module):
             if compile_layers:  # each layer before it is sharded, as torchtitan does
                 layer.compile()
-            fully_shard(layer, mesh=mesh, mp_policy=policy)
-        fully_shard(module, mesh=mesh, mp_policy=policy)
-        # sharded on the meta device: each rank allocates and reads only its own rows of every parameter
-        env.weights.materialize(module, env.device)
+            fully_shard(layer, mesh=mesh, mp_policy=policy, **shard_options)
+        fully_shard(module, mesh=mesh, mp_policy=policy, **shard_options)
+        # sharded on the meta device: each rank allocates and reads only its own rows of every parameter (on the
+        # host when offloaded: FSDP2 keeps offloaded shards there)
+        env.weights.materialize(module, torch.device("cpu") if shard_options else env.device)
         self.module = module
         self.optimizer = adamw(module.parameters(), env)
         self.max_grad_norm = env.max_grad_norm
@@ -41,5 +45,5 @@ class FSDPTrainer(DataParallelTrainer):
         return loss.detach()
 
 
-def apply(model: torch.nn.Module, cell, env: TrainEnv) -> FSDPTrainer:
-    return FSDPTrainer(model, cell, env)
+def apply(model: torch.nn.Module, cell, env: TrainEnv, offload: bool = False) -> FSDPTrainer:
+    return FSDPTrainer(model, cell, env, offload)

@@ -1,6 +1,8 @@
-"""DeepSpeed ZeRO stages 1-3 (optionally optimizer state offloaded to CPU) through one engine, with the same
-torch AdamW as the other strategies. Launched by torchrun like everything else: the process group exists
-already, DeepSpeed only joins it. bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy).
+"""DeepSpeed ZeRO stages 1-3 through one engine, with the same torch AdamW as the other strategies; with the
+optimizer state offloaded to the host, DeepSpeed's own CPU Adam (a C++ op DeepSpeed builds with the machine's
+compiler once into TORCH_EXTENSIONS_DIR, resources/torch_extensions in a workflow run), as its users run it.
+Launched by torchrun like everything else: the process group exists already, DeepSpeed only joins it.
+bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy).
 
 Stages 1 and 2 hold a full replica: allocated on the device and read into from the files. Stage 3 builds
 the model under `deepspeed.zero.Init`, which partitions each module's parameters as it is created, and each
@@ -10,6 +12,7 @@ keep a model of a few hundred million parameters gathered whole)."""
 
 from __future__ import annotations
 
+import deepspeed
 import torch
 
 from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_generate
@@ -23,6 +26,7 @@ def stage3_settings(model: torch.nn.Module) -> dict:
     layer = sum(p.numel() for p in decoder_layers(model)[0].parameters())
     return {
         "stage3_max_live_parameters": 2 * layer,
+        "stage3_max_reuse_distance": layer,
         "stage3_prefetch_bucket_size": layer,
         "stage3_param_persistence_threshold": 10 * model.config.hidden_size,
         "reduce_bucket_size": layer,
@@ -41,16 +45,26 @@ def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Mo
         "gradient_accumulation_steps": cell.grad_accum_steps,
         "gradient_clipping": env.max_grad_norm,
         "zero_optimization": zero,
-        "zero_force_ds_cpu_optimizer": False,  # keep torch AdamW, also when offloading
         "bf16": {"enabled": cell.precision == "bf16"},
         "steps_per_print": 2**31 - 1,
     }
 
 
+def cpu_adam(params, env: TrainEnv):
+    """DeepSpeed's CPU Adam in AdamW mode, with `adamw`'s betas and weight decay."""
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    return DeepSpeedCPUAdam(
+        [p for p in params if p.requires_grad],
+        lr=env.lr,
+        betas=(0.9, 0.95),
+        weight_decay=env.weight_decay,
+        adamw_mode=True,
+    )
+
+
 class ZeroTrainer:
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv, stage: int, offload: bool):
-        import deepspeed
-
         self.config = ds_config(cell, env, stage, offload, module)
         if stage == 3:
             # the meta model only described the shapes: rebuild it partitioned, then read each partition
@@ -62,8 +76,9 @@ class ZeroTrainer:
             env.weights.fill(module)
         else:
             env.weights.materialize(module, env.device)
+        optimizer = cpu_adam(module.parameters(), env) if offload else adamw(module.parameters(), env)
         self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=module, optimizer=adamw(module.parameters(), env), config=self.config, dist_init_required=False
+            model=module, optimizer=optimizer, config=self.config, dist_init_required=False
         )
         self.module = self.engine.module
         self.data_rank, self.data_world = env.rank, env.world_size
