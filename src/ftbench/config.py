@@ -155,6 +155,8 @@ SUMMARY_COLUMNS = (
     "mfu_datasheet",
     "params_total",
     "params_trainable",
+    "setup_peak_memory_gb",
+    "train_peak_memory_gb",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.aggregate so that checking the config never imports polars."""

@@ -12,6 +12,7 @@ TIMED = [
     "step_time_p50_s",
     "run_duration_s",
     "peak_memory_gb",
+    "train_peak_memory_gb",
     "achieved_flops_per_s_per_gpu",
 ]
 

@@ -54,7 +54,7 @@ COLUMNS = [
     ("epoch (s)", "run_duration_s", lambda v: _fmt(v, 1)),
     ("train tok/s", "train_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
     ("inference tok/s", "inference_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
-    ("memory (GB)", "peak_memory_gb", lambda v: _fmt(v, 2)),
+    ("memory (GB)", "train_peak_memory_gb", lambda v: _fmt(v, 2)),
     ("loss", "train_loss_avg", lambda v: _fmt(v, 3)),
     ("perplexity", "eval_perplexity", lambda v: _fmt(v, 2)),
     ("MFU", "mfu_measured", lambda v: "—" if v is None else f"{100 * v:.1f}%"),
@@ -62,8 +62,14 @@ COLUMNS = [
 ]
 
 
+# a run from before a column existed shows the figure it had instead (the memory column: the whole run's peak)
+FALLBACK = {"train_peak_memory_gb": "peak_memory_gb"}
+
+
 def _cell(record: dict, column: str, fmt) -> str:
     """A value; with repeats its spread as ± half the range of the runs, relative to the median."""
+    if record.get(column) is None and column in FALLBACK:
+        column = FALLBACK[column]
     text = fmt(record.get(column))
     low, high, value = record.get(f"{column}_min"), record.get(f"{column}_max"), record.get(column)
     if (record.get("repeats") or 1) > 1 and None not in (low, high) and value:
