@@ -116,7 +116,11 @@ def empty_model(model_dir: str | os.PathLike, method: str, options: dict, meta: 
     as it is built); buffers are real in both cases."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
-    from transformers.initialization import no_init_weights
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # transformers 4.x
+        from transformers.modeling_utils import no_init_weights
 
     from ftbench import methods
 
