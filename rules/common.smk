@@ -20,8 +20,8 @@ from ftbench.config import (
     tokenizer_source as tokenizer_source_of,
 )
 from ftbench.config_check import check_config, check_local_sources
-from ftbench.matrix import check_pivots, job_spec, plan
 from ftbench.host_memory import cell_request_gb, model_shape
+from ftbench.matrix import check_pivots, job_spec, plan
 from ftbench.slurm import job_resources, mem_mb, runtime_min
 from ftbench.sources import Render
 
@@ -179,7 +179,8 @@ def declared(resources):
 
 def cell_resources():
     """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count; its
-    host memory, unless hardware.host_memory_per_rank_gb fixes it, per cell (cell_mem_mb)."""
+    host memory, unless hardware.host_memory_per_rank_gb fixes it, per cell (cell_mem_mb).
+    """
     runtime = runtime_min(config["limits"]["cell_timeout_s"])
     at = functools.cache(lambda gpus: job_resources(config["hardware"], gpus, runtime))
     resources = declared(
@@ -194,7 +195,8 @@ def cell_resources():
 @per_job
 def cell_mem_mb(wildcards):
     """What the cell's strategy holds on the host (ftbench.host_memory), from the model's config.json: known
-    once the model is prepared or downloaded (Snakemake asks again just before it submits the job)."""
+    once the model is prepared or downloaded (Snakemake asks again just before it submits the job).
+    """
     cell = cell_of(wildcards)
     per_rank = cell_request_gb(config, cell, model_shape(config, cell.model))
     if per_rank is None:
