@@ -206,16 +206,18 @@ def materialize(
     device: torch.device,
     seed: int,
     names: dict[int, list[str]] | None = None,
+    buffer_device: torch.device | None = None,
 ) -> None:
     """Allocate `module`'s meta parameters on `device` (only the local shard of a DTensor), keep its buffers'
-    values, then `fill` it. `names` (`checkpoint_names` of the model before a cut) where the module's own
-    names are not the files' (a pipeline stage)."""
-    buffers = {name: b.detach().clone() for name, b in module.named_buffers()}
+    values (on `buffer_device`, default `device`: where the forward runs when the shards live on the host),
+    then `fill` it. `names` (`checkpoint_names` of the model before a cut) where the module's own names are
+    not the files' (a pipeline stage)."""
+    buffers = [(mod, name, b) for mod in module.modules() for name, b in mod._buffers.items() if b is not None]
     names = names or {}
     keys = {n: names.get(id(t), [n]) for n, t in [*module.named_parameters(), *module.named_buffers()]}
     module.to_empty(device=device)
-    for name, b in module.named_buffers():
-        b.copy_(buffers[name])
+    for mod, name, value in buffers:
+        mod._buffers[name] = value.to(buffer_device or device)
     fill(module, checkpoint, keys, seed)
 
 
@@ -275,9 +277,13 @@ class Weights:
         return empty_model(self.model_dir, self.method, self.options, meta=meta)
 
     def materialize(
-        self, module: torch.nn.Module, device: torch.device, names: dict[int, list[str]] | None = None
+        self,
+        module: torch.nn.Module,
+        device: torch.device,
+        names: dict[int, list[str]] | None = None,
+        buffer_device: torch.device | None = None,
     ) -> None:
-        materialize(module, self.checkpoint, device, self.seed, names)
+        materialize(module, self.checkpoint, device, self.seed, names, buffer_device)
         self._loaded()
 
     def fill(self, module: torch.nn.Module) -> None:

@@ -2,7 +2,7 @@
 sharded 1/world per rank and gathered layer by layer. bf16 = MixedPrecisionPolicy (bf16 compute, fp32
 gradient reduction, fp32 sharded master weights). `options.fsdp.compile`: each decoder layer torch.compile'd.
 `fsdp_offload`: FSDP2's CPUOffloadPolicy, the sharded parameters, gradients and optimizer step on the host
-(each layer is copied to the device to be gathered); on a CPU device there is nothing to move and it runs as fsdp.
+(each layer is copied to the device to be gathered); on a CPU device there is nothing to move.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class FSDPTrainer(DataParallelTrainer):
         fully_shard(module, mesh=mesh, mp_policy=policy, **shard_options)
         # sharded on the meta device: each rank allocates and reads only its own rows of every parameter (on the
         # host when offloaded: FSDP2 keeps offloaded shards there)
-        env.weights.materialize(module, torch.device("cpu") if shard_options else env.device)
+        env.weights.materialize(module, torch.device("cpu") if shard_options else env.device, buffer_device=env.device)
         self.module = module
         self.optimizer = adamw(module.parameters(), env)
         self.max_grad_norm = env.max_grad_norm
