@@ -125,8 +125,16 @@ def empty_model(model_dir: str | os.PathLike, method: str, options: dict, meta: 
     from ftbench import methods
 
     config = AutoConfig.from_pretrained(model_dir)
-    with init_empty_weights(include_buffers=False) if meta else no_init_weights():
+
+    def empty():
+        return init_empty_weights(include_buffers=False) if meta else no_init_weights()
+
+    with empty():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    # tied input/output embeddings (GPT-2): the tie made while building got a fresh meta parameter from
+    # init_empty_weights' patched register_parameter, so tie again outside it
+    model.tie_weights()
+    with empty():
         model = methods.apply(model, method, options)
     if (Path(model_dir) / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
@@ -213,12 +221,31 @@ def materialize(
     then `fill` it. `names` (`checkpoint_names` of the model before a cut) where the module's own names are
     not the files' (a pipeline stage)."""
     buffers = [(mod, name, b) for mod in module.modules() for name, b in mod._buffers.items() if b is not None]
+    tied = _tied(module)
     names = names or {}
     keys = {n: names.get(id(t), [n]) for n, t in [*module.named_parameters(), *module.named_buffers()]}
     module.to_empty(device=device)
     for mod, name, value in buffers:
         mod._buffers[name] = value.to(buffer_device or device)
+    _retie(module, tied)
     fill(module, checkpoint, keys, seed)
+
+
+def _tied(module: torch.nn.Module) -> list[list[tuple[torch.nn.Module, str]]]:
+    """Parameters that several modules share (tied embeddings), as (module, attribute) places."""
+    places: dict[int, list[tuple[torch.nn.Module, str]]] = {}
+    for mod in module.modules():
+        for name, p in mod._parameters.items():
+            if p is not None:
+                places.setdefault(id(p), []).append((mod, name))
+    return [group for group in places.values() if len(group) > 1]
+
+
+def _retie(module: torch.nn.Module, tied: list[list[tuple[torch.nn.Module, str]]]) -> None:
+    """`to_empty` gives each module a parameter of its own: share the first place's again."""
+    for (first, first_name), *others in tied:
+        for mod, name in others:
+            mod._parameters[name] = first._parameters[first_name]
 
 
 @torch.no_grad()

@@ -38,27 +38,39 @@ def test_no_safetensors_no_load(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
     sources.prepare_dataset("builtin:customer_support", root / "data", num_rows=200, seed=0)
     sources.train_tokenizer("builtin:bpe-400", root / "data", "{instruction}\n{response}", root / "tok")
     arch = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
-    sources.prepare_model({"name": "m", "source": "config:llama", "architecture": arch}, root / "tok", root / "m", 0)
-    return root / "m"
+    for family in ("llama", "gpt2"):
+        model = {"name": family, "source": f"config:{family}", "architecture": arch}
+        sources.prepare_model(model, root / "tok", root / family, 0)
+    return root
 
 
+@pytest.fixture
+def model_dir(models):
+    return models / "llama"
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_a_meta_model_filled_from_the_files_is_from_pretrained(model_dir, method):
-    """Weights, LoRA adapters and the rotary buffers (in no checkpoint) as plain loading gives them."""
+def test_a_meta_model_filled_from_the_files_is_from_pretrained(models, family, method):
+    """Weights, LoRA adapters, tied embeddings (GPT-2) and the buffers no checkpoint holds (rotary
+    frequencies, GPT-2's causal mask) as plain loading gives them."""
     from transformers import AutoModelForCausalLM
 
-    w = weights.Weights(model_dir, method, {}, seed=3)
+    w = weights.Weights(models / family, method, {}, seed=3)
     built = w.empty()
     assert all(p.is_meta for p in built.parameters())
     w.materialize(built, torch.device("cpu"))
-    plain = methods.apply(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), method, {})
+    plain = methods.apply(AutoModelForCausalLM.from_pretrained(models / family, dtype=torch.float32), method, {})
     weights.init_adapters(plain, seed=3)
+    tied = [m.get_output_embeddings().weight is m.get_input_embeddings().weight for m in (built, plain)]
+    assert tied[0] == tied[1] == (family == "gpt2")
     tokens = torch.randint(0, 300, (2, 16))
+    built.eval(), plain.eval()  # GPT-2 has dropout
     assert torch.equal(built(input_ids=tokens).logits, plain(input_ids=tokens).logits)
     assert dict(built.named_buffers()).keys() == dict(plain.named_buffers()).keys()
     for (name, a), b in zip(built.named_buffers(), plain.buffers(), strict=True):
