@@ -21,6 +21,7 @@ from pathlib import Path
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
 from ftbench.config import Cell
+from ftbench.host_memory import Shape
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
 SHARDED = {"fsdp", "zero3", "pipeline"}
@@ -34,20 +35,6 @@ QUICK = {
     "arch": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 688, "max_positions": 128},
 }
 SEQ, VOCAB = 64, 4096
-
-
-def stage_fraction(arch: dict, vocab: int, stage: int, stages: int) -> float:
-    """Share of the parameters a pipeline stage holds (its layers; embeddings on the first, head on the last)."""
-    h, layers = arch["hidden_size"], arch["num_layers"]
-    layer = 4 * h * h + 3 * h * arch["intermediate_size"] + 2 * h
-    total = layers * layer + 2 * vocab * h + h
-    base, extra = divmod(layers, stages)
-    mine = (
-        (base + (stage < extra)) * layer
-        + (vocab * h if stage == 0 else 0)
-        + (vocab * h + h if stage == stages - 1 else 0)
-    )
-    return mine / total
 
 
 def main() -> None:
@@ -79,7 +66,8 @@ def main() -> None:
                 model_gb = m["params_total"] * 4 / 2**30
                 for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
                     if strategy == "pipeline":
-                        share = stage_fraction(p["arch"], VOCAB, rank, world)
+                        shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
+                        share = shape.stage_params(rank, world) / shape.params
                     else:
                         share = 1 / world if strategy in SHARDED else 1.0
                     bound = 1.3 * (base["setup_host_peak_gb"] + model_gb * share)

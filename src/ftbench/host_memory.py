@@ -8,7 +8,6 @@ reads at a time while loading. A dry run before a hub or local model is download
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
@@ -82,6 +81,19 @@ class Shape:
         positions = self.gpt2_positions * self.hidden
         return self.layers * self.layer_params + self.embedding_params + head + final_norm + positions
 
+    def stage_params(self, stage: int, stages: int) -> int:
+        """What pipeline stage `stage` of `stages` holds: its layers (split as evenly as possible, earlier
+        stages taking the remainder, as ftbench.strategies.pipeline does), the embedding table on the first,
+        the final norm and the head on the last."""
+        base, extra = divmod(self.layers, stages)
+        held = (base + (stage < extra)) * self.layer_params
+        if stage == 0:
+            held += self.embedding_params + self.gpt2_positions * self.hidden
+        if stage == stages - 1:
+            held += self.params - self.layers * self.layer_params - self.embedding_params
+            held -= self.gpt2_positions * self.hidden
+        return held
+
     def lora_params(self, r: int) -> int:
         """LoRA adapters (A and B) of rank r on q, k, v and o of every layer (GPT-2: the fused qkv and the
         output projection), as ftbench.methods places them."""
@@ -120,9 +132,8 @@ def training_state_bytes(shape: Shape, cell: Cell, options: dict) -> float:
         return n * FP32 + t * (2 * FP32 + ADAMW) / world + shape.layer_params * FP32
     if strategy == "zero1":  # a replica and its gradients; master copy and AdamW partitioned
         return n * FP32 + t * FP32 + t * (FP32 + ADAMW) / world
-    if strategy == "pipeline":  # the largest stage: its layers and an embedding table (or the head)
-        stage_layers = math.ceil(shape.layers / world)
-        share = (stage_layers * shape.layer_params + shape.embedding_params) / n
+    if strategy == "pipeline":  # the largest stage
+        share = max(shape.stage_params(s, world) for s in range(world)) / n
         return share * (n * FP32 + t * (FP32 + ADAMW))
     raise ValueError(f"host memory: no accounting for strategy {strategy!r}")
 

@@ -18,16 +18,14 @@ import resource
 
 import torch
 
+from ftbench.metrics import proc_status_kib
+
 OOM_MESSAGES = ("can't allocate memory", "out of memory", "defaultcpuallocator")
 
 
 def private_writable_bytes() -> int:
     """VmData: what RLIMIT_DATA counts."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmData:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("/proc/self/status has no VmData")
+    return proc_status_kib("VmData") * 1024
 
 
 def limit_cpu_memory(budget_gb: float) -> int:

@@ -77,13 +77,18 @@ def peak_memory(device: torch.device) -> dict:
     return mem
 
 
-def host_peak_gb() -> float:
-    """This process's resident-set high-water mark since the last `reset_host_peak` (VmHWM)."""
+def proc_status_kib(field: str) -> int:
+    """A size field of /proc/self/status (VmHWM, VmData, ...), in KiB."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 2**20
-    raise RuntimeError("/proc/self/status has no VmHWM")
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def host_peak_gb() -> float:
+    """This process's resident-set high-water mark since the last `reset_host_peak` (VmHWM)."""
+    return proc_status_kib("VmHWM") / 2**20
 
 
 def reset_host_peak() -> None:

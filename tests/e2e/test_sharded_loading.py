@@ -16,6 +16,7 @@ import pytest
 
 from ftbench import sources, tokcache
 from ftbench.config import Cell
+from ftbench.host_memory import Shape
 from ftbench.matrix import job_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.memory]
@@ -92,12 +93,12 @@ def test_a_sharded_rank_never_holds_more_than_its_shard(cell, strategy):
         assert peak <= 1.3 * (baseline + model_gb(big) / WORLD), f"rank {rank}: {peak:.3f} GB at setup"
 
 
-def test_a_pipeline_stage_holds_its_own_layers(cell):
+def test_a_pipeline_stage_holds_its_own_layers(work, cell):
     big, tiny = cell("pipeline"), cell("pipeline", "tiny")
-    layer = 4 * 768 * 768 + 3 * 768 * 2048 + 2 * 768
-    embedding = big["params_total"] - 16 * layer - 768  # input table + LM head (untied), same size
+    shape = Shape.from_config_json(json.loads((work / "big" / "config.json").read_text()))
+    assert shape.params == big["params_total"]
     for rank, (peak, baseline) in enumerate(zip(setup_peaks(big), setup_peaks(tiny), strict=True)):
-        held = 4 * layer + (embedding / 2 if rank in (0, WORLD - 1) else 0)
+        held = shape.stage_params(rank, WORLD)
         assert peak <= 1.3 * (baseline + held * 4 / 2**30), f"stage {rank}: {peak:.3f} GB at setup"
     # the stages with an embedding table hold more than those without
     peaks = setup_peaks(big)
