@@ -19,23 +19,34 @@ log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, reps: int) -> dict:
-    """Median FLOP/s of `reps` timed `size`² x `size`² matmuls after one untimed."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+def time_matmul(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
     a @ b
-    times = []
-    for _ in range(reps):
-        sync(device)
-        start = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - start)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, reps: int, budget_s: float) -> dict:
+    """Median FLOP/s of up to `reps` timed square matmuls after one untimed, at the largest power-of-two size
+    up to `size` whose timed calls fit in `budget_s`. A fixed 4096² bf16 matmul takes ~30 s on a CPU without
+    bf16 units; a size chosen by time keeps calibration to seconds there and at full size on GPUs."""
+    n = min(size, 256)
+    while True:
+        a = torch.randn(n, n, device=device, dtype=dtype)
+        b = torch.randn(n, n, device=device, dtype=dtype)
+        a @ b  # warm-up: kernels, allocator
+        once = time_matmul(a, b, device)
+        if n * 2 > size or 8 * once * reps > budget_s:  # doubling n costs 8x per call
+            break
+        n *= 2
+    reps = max(3, min(reps, int(budget_s / max(once, 1e-9))))
+    times = [time_matmul(a, b, device) for _ in range(reps)]
     median = statistics.median(times)
-    return {"flops_per_s": 2 * size**3 / median, "median_s": median, "times_s": times, "size": size}
+    return {"flops_per_s": 2 * n**3 / median, "median_s": median, "times_s": times, "size": n}
 
 
-def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: int = 10) -> dict:
+def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: int = 10, budget_s: float = 4.0) -> dict:
     from ftbench.train_cell import pick_device
 
     device = pick_device(device_request, 0)
@@ -45,10 +56,12 @@ def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: in
         "device": device.type,
         "device_model": torch.cuda.get_device_name(device) if device.type == "cuda" else provenance.cpu_model(),
         "cpu_threads": threads if device.type == "cpu" else None,
-        "matmul": {name: matmul_flops(device, dtype, size, reps) for name, dtype in DTYPES.items()},
+        "matmul": {name: matmul_flops(device, dtype, size, reps, budget_s) for name, dtype in DTYPES.items()},
         "versions": {"torch": torch.__version__},
     }
     for name, m in result["matmul"].items():
-        log.info("%s: %.1f GFLOP/s (median of %d %d² matmuls)", name, m["flops_per_s"] / 1e9, reps, size)
+        log.info(
+            "%s: %.1f GFLOP/s (median of %d %d² matmuls)", name, m["flops_per_s"] / 1e9, len(m["times_s"]), m["size"]
+        )
     atomic_write_json(out, result)
     return result
