@@ -7,6 +7,8 @@ process with a tiny model + the fp32 model / world); a pipeline stage's bound co
 
     python benchmarks/memory.py            # ~120M-parameter Llama, ddp fsdp zero3 pipeline at 1, 2, 4 ranks
     python benchmarks/memory.py --quick    # ~8M parameters, 1 and 2 ranks (CI: proves it runs)
+    python benchmarks/memory.py --strategies fsdp --worlds 2 --batch 8 --checkpointing none full
+                                           # what activation checkpointing saves of the training peak
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
     parser.add_argument("--method", default="full", choices=["full", "lora"])
     parser.add_argument("--worlds", nargs="+", type=int, help="world sizes (default: 1 2 4; --quick: 1 2)")
+    parser.add_argument("--batch", type=int, default=1, help="micro-batch per rank (activations grow with it)")
+    parser.add_argument("--checkpointing", nargs="+", default=["none"], choices=["none", "full"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     p = QUICK if args.quick else FULL
@@ -51,48 +55,58 @@ def main() -> None:
         work = Path(tmp)
         _, cache = prepare_sources(work, 3000, VOCAB, SEQ)
         models = {"tiny": prepare_model(work, "tiny", TINY), "model": prepare_model(work, "model", p["arch"])}
-        for strategy in args.strategies:
-            for world in args.worlds or p["worlds"]:
-                if strategy == "pipeline" and world == 1:
-                    continue
-                measured = {}
-                for name, model in models.items():
-                    cell = Cell(name, strategy, world, args.method, "fp32", 1, SEQ, world)
-                    t0 = time.perf_counter()
-                    m = run_cell(work, bench_spec(cell, 1, 2, gen=(8, 2)), model, cache, f"{strategy}-{world}-{name}")
-                    measured[name] = (m, time.perf_counter() - t0)
-                m, seconds = measured["model"]
-                baseline = measured["tiny"][0]["memory_per_rank"]
-                model_gb = m["params_total"] * 4 / 2**30
-                for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
-                    if strategy == "pipeline":
-                        shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
-                        share = shape.stage_params(rank, world) / shape.params
-                    else:
-                        share = 1 / world if strategy in SHARDED else 1.0
-                    bound = 1.3 * (base["setup_host_peak_gb"] + model_gb * share)
-                    row = {
-                        "strategy": strategy,
-                        "world": world,
-                        "rank": rank,
-                        "params_m": m["params_total"] / 1e6,
-                        "model_fp32_gb": model_gb,
-                        "baseline_setup_gb": base["setup_host_peak_gb"],
-                        "setup_gb": mine["setup_host_peak_gb"],
-                        "train_gb": mine["train_host_peak_gb"],
-                        "bound_gb": bound,
-                        "cell_s": seconds,
-                    }
-                    rows.append(row)
-                    if strategy in SHARDED and row["setup_gb"] > bound:
-                        missed.append(f"{strategy} world {world} rank {rank}: {row['setup_gb']:.3f} > {bound:.3f} GB")
-    print(f"method {args.method}, fp32, seq {SEQ}, micro-batch 1; host GB per rank (VmHWM); bound: sharded only")
-    print("| strategy | world | rank | params (M) | model fp32 (GB) | tiny-model setup | setup | train | bound |")
-    print("|---|---|---|---|---|---|---|---|---|")
+        grid = [(s, w, c) for s in args.strategies for w in args.worlds or p["worlds"] for c in args.checkpointing]
+        for strategy, world, checkpointing in grid:
+            if strategy == "pipeline" and world == 1:
+                continue
+            measured = {}
+            for name, model in models.items():
+                gbs = args.batch * world  # pipeline: one micro-batch per stage, as the plain cells have
+                cell = Cell(name, strategy, world, args.method, "fp32", args.batch, SEQ, gbs, checkpointing)
+                t0 = time.perf_counter()
+                tag = f"{strategy}-{world}-{checkpointing}-{name}"
+                m = run_cell(work, bench_spec(cell, 1, 2, gen=(8, 2)), model, cache, tag)
+                measured[name] = (m, time.perf_counter() - t0)
+            m, seconds = measured["model"]
+            baseline = measured["tiny"][0]["memory_per_rank"]
+            model_gb = m["params_total"] * 4 / 2**30
+            for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
+                if strategy == "pipeline":
+                    shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
+                    share = shape.stage_params(rank, world) / shape.params
+                else:
+                    share = 1 / world if strategy in SHARDED else 1.0
+                bound = 1.3 * (base["setup_host_peak_gb"] + model_gb * share)
+                row = {
+                    "strategy": strategy,
+                    "world": world,
+                    "activation_checkpointing": checkpointing,
+                    "rank": rank,
+                    "params_m": m["params_total"] / 1e6,
+                    "model_fp32_gb": model_gb,
+                    "baseline_setup_gb": base["setup_host_peak_gb"],
+                    "setup_gb": mine["setup_host_peak_gb"],
+                    "train_gb": mine["train_host_peak_gb"],
+                    "bound_gb": bound,
+                    "cell_s": seconds,
+                }
+                rows.append(row)
+                if strategy in SHARDED and row["setup_gb"] > bound:
+                    missed.append(f"{strategy} world {world} rank {rank}: {row['setup_gb']:.3f} > {bound:.3f} GB")
+    print(
+        f"method {args.method}, fp32, seq {SEQ}, micro-batch {args.batch}; "
+        "host GB per rank (VmHWM); bound: sharded only"
+    )
+    print(
+        "| strategy | world | act. ckpt | rank | params (M) | model fp32 (GB) | tiny-model setup | setup | train "
+        "| bound |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         bound = f"{r['bound_gb']:.3f}" if r["strategy"] in SHARDED else "—"
         print(
-            f"| {r['strategy']} | {r['world']} | {r['rank']} | {r['params_m']:.1f} | {r['model_fp32_gb']:.3f} | "
+            f"| {r['strategy']} | {r['world']} | {r['activation_checkpointing']} | {r['rank']} | {r['params_m']:.1f} | "
+            f"{r['model_fp32_gb']:.3f} | "
             f"{r['baseline_setup_gb']:.3f} | {r['setup_gb']:.3f} | {r['train_gb']:.3f} | {bound} |"
         )
     if args.json:

@@ -25,6 +25,7 @@ import polars as pl
 import yaml
 
 from ftbench import aggregate, tables
+from ftbench.config import Cell
 from ftbench.matrix import plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -130,10 +131,11 @@ def synthetic_metrics(work: Path, n: int) -> tuple[list[str], list[Path]]:
     ids, paths = [], []
     for i in range(n):
         model, strategy, gpus, seq = f"m{i // 1000}", ("ddp", "fsdp", "zero3")[i % 3], 2 ** (i % 5), 64 * (i % 10 + 1)
-        cell_id = f"{model}/{strategy}/{gpus}gpu/full-bf16-bs8-seq{seq}"
+        cell = Cell(model, strategy, gpus, "full", "bf16", 8, seq, 8 * gpus, ("none", "full")[i % 2])
+        cell_id = cell.id
         path = work / "runs" / f"{i}" / "metrics.json"
         path.parent.mkdir(parents=True)
-        record = {**template, "cell_id": cell_id, "model": model, "strategy": strategy, "gpus": gpus, "seq_len": seq}
+        record = {**template, "cell_id": cell_id, **cell.all_fields()}
         path.write_text(json.dumps(record))
         ids.append(cell_id)
         paths.append(path)

@@ -12,6 +12,8 @@ from snakemake.logging import logger
 from snakemake.utils import validate
 
 from ftbench.config import (
+    CELL_PATTERN,
+    OPTIONS_WILDCARD,
     is_download,
     local_path,
     model_build_config,
@@ -42,7 +44,8 @@ RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
-CELL_DIR = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
+# the cell id (ftbench.config's grammar): its fixed part, then the optional segments of non-default fields
+CELL_DIR = f"{CELL_PATTERN}{{options}}"
 REPEATS = config["repeats"]
 # one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)
 TRAIN_DIR = os.path.join(CELL_DIR, "repeat-{repeat}") if REPEATS > 1 else CELL_DIR
@@ -60,6 +63,7 @@ wildcard_constraints:
     gpus=r"\d+",
     bs=r"\d+",
     seq=r"\d+",
+    options=OPTIONS_WILDCARD,
     repeat=r"\d+",
 
 

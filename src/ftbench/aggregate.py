@@ -14,7 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from ftbench import slurm
-from ftbench.config import SUMMARY_COLUMNS, parse_cell_id
+from ftbench.config import OPTIONAL_SEGMENTS, SUMMARY_COLUMNS, parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
 from ftbench.launch import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
@@ -47,6 +47,8 @@ def flatten(metrics: dict) -> dict:
     prov = metrics.get("provenance", {})
     row.update({k: v for k, v in prov.items() if not isinstance(v, dict | list)})
     row.update({f"{pkg}_version": v for pkg, v in prov.get("versions", {}).items()})
+    for segment in OPTIONAL_SEGMENTS:  # results from before the field existed ran at its default
+        row.setdefault(segment.field, segment.default)
     return row
 
 
@@ -59,6 +61,7 @@ def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
         "gpus": int(parts["gpus"]),
         "batch_size_per_gpu": int(parts["bs"]),
         "seq_len": int(parts["seq"]),
+        **{segment.field: parts[segment.field] for segment in OPTIONAL_SEGMENTS},
         "status": status,
     }
 
@@ -100,9 +103,18 @@ def slurm_row(cell_id: str, job_file: Path | None) -> dict:
 
 
 def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
-    """MFU against the measured matmul ceiling of the cell's precision and, on known GPUs, the datasheet."""
+    """MFU against the measured matmul ceiling of the cell's precision and, on known GPUs, the datasheet; HFU
+    (recomputed forwards counted) against the measured ceiling."""
     if "achieved_flops_per_s_per_gpu" not in frame.columns:
         return frame
+    if "achieved_hardware_flops_per_s_per_gpu" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Float64).alias("achieved_hardware_flops_per_s_per_gpu"))
+    # results from before activation checkpointing recomputed nothing: their hardware FLOPs are the model's
+    frame = frame.with_columns(
+        pl.coalesce("achieved_hardware_flops_per_s_per_gpu", "achieved_flops_per_s_per_gpu").alias(
+            "achieved_hardware_flops_per_s_per_gpu"
+        )
+    )
     ceilings = {p: m["flops_per_s"] for p, m in (calibration or {}).get("matmul", {}).items()}
     gpu = frame.get_column("gpu_model") if "gpu_model" in frame.columns else pl.Series([None] * frame.height)
     peaks = [datasheet_peak(g, p) for g, p in zip(gpu, frame.get_column("precision"), strict=True)]
@@ -115,6 +127,7 @@ def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
     ).with_columns(
         (pl.col("achieved_flops_per_s_per_gpu") / pl.col("matmul_ceiling_flops_per_s")).alias("mfu_measured"),
         (pl.col("achieved_flops_per_s_per_gpu") / pl.col("datasheet_peak_flops_per_s")).alias("mfu_datasheet"),
+        (pl.col("achieved_hardware_flops_per_s_per_gpu") / pl.col("matmul_ceiling_flops_per_s")).alias("hfu_measured"),
     )
 
 

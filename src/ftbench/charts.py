@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg", "html")
-GROUP = ["model", "strategy", "method", "precision", "seq_len", "batch_size_per_gpu"]
-"""Cells that differ only in their GPU count: one line of a chart."""
+GROUP = ["model", "strategy", "method", "precision", "seq_len", "batch_size_per_gpu", "activation_checkpointing"]
+"""Cells that differ only in their GPU count: one line of a chart (summaries from before a field existed lack
+its column)."""
+VARIANTS = ("method", "precision", "seq_len", "activation_checkpointing")
+"""What a run may vary besides strategy and GPUs: one chart panel per combination."""
 
 
 @dataclass(frozen=True)
@@ -65,20 +68,22 @@ def with_scaling(frame: pl.DataFrame) -> pl.DataFrame:
     frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(c) for c in absent)
     per_gpu = pl.col("train_tokens_per_s") / pl.col("gpus")
     ok = pl.col("status") == "ok"
+    group = [c for c in GROUP if c in frame.columns]
     base = (
         frame.filter(ok & pl.col("train_tokens_per_s").is_not_null())
         .sort("gpus")
-        .group_by(GROUP, maintain_order=True)
+        .group_by(group, maintain_order=True)
         .agg(per_gpu.first().alias("_base_per_gpu"))
     )
-    joined = frame.join(base, on=GROUP, how="left", nulls_equal=True)
+    joined = frame.join(base, on=group, how="left", nulls_equal=True)
     return joined.with_columns((per_gpu / pl.col("_base_per_gpu")).alias("scaling_efficiency")).drop("_base_per_gpu")
 
 
 def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
-    """`variant`: the method/precision/seq_len a run varies besides the strategy (one panel each)."""
-    varying = [c for c in ("method", "precision", "seq_len") if frame.get_column(c).n_unique() > 1]
-    parts = [pl.col(c).cast(pl.String) for c in varying] or [pl.lit("")]
+    """`variant`: the method/precision/seq_len/checkpointing a run varies besides the strategy (one panel each)."""
+    varying = [c for c in VARIANTS if c in frame.columns and frame.get_column(c).n_unique() > 1]
+    label = {"activation_checkpointing": lambda c: pl.lit("ckpt ") + pl.col(c)}
+    parts = [label.get(c, lambda c: pl.col(c).cast(pl.String))(c) for c in varying] or [pl.lit("")]
     return frame.with_columns(pl.concat_str(parts, separator=" ").alias("variant"))
 
 
@@ -103,7 +108,7 @@ def missing_summary(missing: list[str]) -> str:
 
 
 def chart(frame: pl.DataFrame, kind: Kind, model: str) -> alt.Chart:
-    """One model's chart of one kind: a panel per variant (method, precision, seq_len) when the run has
+    """One model's chart of one kind: a panel per variant (method, precision, seq_len, checkpointing) when it has
     several, one line (or bar) per strategy."""
     import altair as alt  # here, not at the top: tables.py imports this module to link charts, never to draw
 

@@ -12,7 +12,35 @@ import re
 from dataclasses import dataclass, fields
 
 CELL_PATTERN = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
-"""The cell id; also the directory of the cell under results/<run_name>/runs/."""
+"""The cell id's fixed part; also the directory of the cell under results/<run_name>/runs/. Optional fields
+follow it as segments (`OPTIONAL_SEGMENTS`), only where they differ from their defaults."""
+
+
+@dataclass(frozen=True)
+class IdSegment:
+    """An optional field of the cell id: `-<tag>-<value>`, written only when the value is not the default, so
+    adding an axis leaves every existing cell id (and directory, and job spec) as it was."""
+
+    field: str
+    """The `Cell` field."""
+    tag: str
+    default: object
+    value_re: str = r"[a-z0-9.]+"
+
+
+OPTIONAL_SEGMENTS: tuple[IdSegment, ...] = (IdSegment("activation_checkpointing", "ac", "none"),)
+"""Optional id segments, in the order they follow `seq<n>`. The one grammar: `Cell.id`, `parse_cell_id` and
+the rules' `{options}` wildcard (`OPTIONS_WILDCARD`) are all built from it."""
+
+OPTIONS_WILDCARD = "".join(f"(?:-{s.tag}-{s.value_re})?" for s in OPTIONAL_SEGMENTS)
+"""The rules' constraint on the `{options}` wildcard after `seq{seq}` (empty for a cell at every default)."""
+
+
+def optional_segments(values: dict) -> str:
+    """The id's optional part for field values `values` (missing fields are at their defaults)."""
+    return "".join(
+        f"-{s.tag}-{values[s.field]}" for s in OPTIONAL_SEGMENTS if values.get(s.field, s.default) != s.default
+    )
 
 
 class ConfigError(ValueError):
@@ -64,6 +92,8 @@ class Cell:
     """Tokens per sample (packed blocks, no padding)."""
     global_batch_size: int
     """Samples per optimizer step over all ranks."""
+    activation_checkpointing: str = "none"
+    """`none`, or `full`: every decoder layer's activations recomputed in backward (matrix axis)."""
 
     @property
     def data_parallel_size(self) -> int:
@@ -93,11 +123,17 @@ class Cell:
             precision=self.precision,
             bs=self.batch_size_per_gpu,
             seq=self.seq_len,
-        )
+        ) + optional_segments(self.all_fields())
 
-    def to_dict(self) -> dict:
+    def all_fields(self) -> dict:
         # the fields are plain values: no deep copy (dataclasses.asdict) needed
         return {name: getattr(self, name) for name in CELL_FIELDS}
+
+    def to_dict(self) -> dict:
+        """The fields, optional ones only where they differ from their defaults: the job spec of a cell at
+        every default is what it was before those fields existed, so a finished cell does not re-run."""
+        defaults = {s.field: s.default for s in OPTIONAL_SEGMENTS}
+        return {k: v for k, v in self.all_fields().items() if k not in defaults or v != defaults[k]}
 
 
 CELL_FIELDS = tuple(f.name for f in fields(Cell))
@@ -105,16 +141,22 @@ CELL_FIELDS = tuple(f.name for f in fields(Cell))
 
 _CELL_RE = re.compile(
     r"^(?P<model>[^/]+)/(?P<strategy>[^/]+)/(?P<gpus>\d+)gpu/"
-    r"(?P<method>[^-/]+)-(?P<precision>[^-/]+)-bs(?P<bs>\d+)-seq(?P<seq>\d+)$"
+    r"(?P<method>[^-/]+)-(?P<precision>[^-/]+)-bs(?P<bs>\d+)-seq(?P<seq>\d+)"
+    + "".join(f"(?:-{s.tag}-(?P<{s.field}>{s.value_re}))?" for s in OPTIONAL_SEGMENTS)
+    + "$"
 )
 
 
 def parse_cell_id(cell_id: str) -> dict:
-    """Split a cell id into its wildcard values (strings), or raise ValueError."""
+    """Split a cell id into its wildcard values (strings; optional fields at their defaults where absent),
+    or raise ValueError."""
     m = _CELL_RE.match(cell_id)
     if not m:
-        raise ValueError(f"not a cell id: {cell_id!r} (expected {CELL_PATTERN})")
-    return m.groupdict()
+        raise ValueError(f"not a cell id: {cell_id!r} (expected {CELL_PATTERN}[optional -<tag>-<value> segments])")
+    parts = m.groupdict()
+    for s in OPTIONAL_SEGMENTS:
+        parts[s.field] = parts[s.field] or s.default
+    return parts
 
 
 def model_config(config: dict, name: str) -> dict:
@@ -157,6 +199,8 @@ SUMMARY_COLUMNS = (
     "params_trainable",
     "setup_peak_memory_gb",
     "train_peak_memory_gb",
+    "activation_checkpointing",
+    "hfu_measured",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.aggregate so that checking the config never imports polars."""

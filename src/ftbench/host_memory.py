@@ -111,10 +111,14 @@ def trainable_params(shape: Shape, method: str, options: dict) -> int:
 
 def activation_bytes(shape: Shape, cell: Cell) -> int:
     """What autograd keeps for one micro-batch (fp32: each layer's inputs to its matmuls, attention and MLP
-    intermediates), plus the logits and their gradient."""
+    intermediates), plus the logits and their gradient. With activation checkpointing each layer keeps only
+    its input, and one layer at a time holds its intermediates again while it is recomputed."""
     tokens = cell.batch_size_per_gpu * cell.seq_len
     per_layer = tokens * (16 * shape.hidden + 3 * shape.intermediate) * FP32
-    return shape.layers * per_layer + 3 * tokens * shape.vocab * FP32
+    logits = 3 * tokens * shape.vocab * FP32
+    if cell.activation_checkpointing == "full":
+        return shape.layers * tokens * shape.hidden * FP32 + per_layer + logits
+    return shape.layers * per_layer + logits
 
 
 def training_state_bytes(shape: Shape, cell: Cell, options: dict) -> float:

@@ -49,7 +49,7 @@ KILL_GRACE_S = 10
 
 def cell_fields(spec: dict) -> dict:
     cell = Cell(**spec["cell"])
-    return {"cell_id": cell.id, "run_name": spec["run_name"], **cell.to_dict(), "zero_stage": cell.zero_stage}
+    return {"cell_id": cell.id, "run_name": spec["run_name"], **cell.all_fields(), "zero_stage": cell.zero_stage}
 
 
 def stop_group(proc: subprocess.Popen) -> None:

@@ -94,7 +94,8 @@ def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: in
 
 
 def plan(config: dict) -> Plan:
-    """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len)."""
+    """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len,
+    activation_checkpointing)."""
     _check_models(config)
     matrix = config["matrix"]
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
@@ -111,12 +112,13 @@ def plan(config: dict) -> Plan:
                         f"matrix.seq_len[{j}]: {seq} exceeds models[{index}].architecture.max_positions={max_pos} "
                         f"({model['name']}); use at most {max_pos} or raise max_positions"
                     )
-        for strategy, gpus, method, precision, seq in itertools.product(
+        for strategy, gpus, method, precision, seq, checkpointing in itertools.product(
             matrix["strategies"],
             matrix["gpus"],
             matrix.get("method", ["full"]),
             matrix.get("precision", ["fp32"]),
             matrix["seq_len"],
+            matrix.get("activation_checkpointing", ["none"]),
         ):
             cell = Cell(
                 model=model["name"],
@@ -127,6 +129,7 @@ def plan(config: dict) -> Plan:
                 batch_size_per_gpu=bs,
                 seq_len=seq,
                 global_batch_size=_global_batch(config, index, model, strategy, gpus, bs),
+                activation_checkpointing=checkpointing,
             )
             reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
             if reason:

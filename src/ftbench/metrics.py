@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ftbench.layers import decoder_layers
+
 
 def sync(device: torch.device) -> None:
     """Wait for queued device work and for every rank, so the next clock read means "all done"."""
@@ -182,7 +184,7 @@ def divergence_note(losses: list[float]) -> str | None:
     return None if bad is None else f"loss diverged: not finite from step {bad} of {len(losses)}"
 
 
-def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict:
+def flops_per_token(model: torch.nn.Module, seq_len: int, recompute: bool = False) -> dict:
     """Training FLOPs per token, the PaLM / torchtitan count generalised to frozen weights:
 
         4·N + 2·N_trainable + 12·L·d·S
@@ -191,7 +193,10 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict:
     costs nothing; a tied LM head counts it once). Each such weight costs 2 FLOPs/token forward and 2 for the
     input gradient; only trainable ones cost 2 more for the weight gradient. So full fine-tuning gives the
     familiar 6·N + 12·L·d·S; LoRA's frozen weights still cost forward + input-grad. 12·L·d·S is attention's
-    score and value matmuls (forward + both gradients; no weights, so the same for every method)."""
+    score and value matmuls (forward + both gradients; no weights, so the same for every method).
+
+    `hardware_flops_per_token` adds what activation checkpointing (`recompute`) runs again: every decoder
+    layer's forward, 2·N_layers + 4·L·d·S. HFU divides it, MFU divides `flops_per_token`, as in PaLM."""
     config = model.config
     embedding = model.get_input_embeddings().weight
     tied = getattr(config, "tie_word_embeddings", False)
@@ -208,8 +213,14 @@ def flops_per_token(model: torch.nn.Module, seq_len: int) -> dict:
 
     n, n_trainable = matmul_params(False), matmul_params(True)
     attention = 12 * config.num_hidden_layers * config.hidden_size * seq_len
+    model_flops = 4 * n + 2 * n_trainable + attention
+    recomputed = 0
+    if recompute:
+        layer_params = sum(p.numel() for p in decoder_layers(model).parameters())
+        recomputed = 2 * layer_params + attention // 3
     return {
-        "flops_per_token": 4 * n + 2 * n_trainable + attention,
+        "flops_per_token": model_flops,
+        "hardware_flops_per_token": model_flops + recomputed,
         "matmul_params": n,
         "matmul_params_trainable": n_trainable,
     }

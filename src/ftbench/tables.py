@@ -62,6 +62,28 @@ COLUMNS = [
 ]
 
 
+# (header, column, formatter, after which header): shown only for a model with a cell off the default, so a
+# run without activation checkpointing renders the table it always did
+CHECKPOINTING_COLUMNS = [
+    ("act. ckpt", "activation_checkpointing", lambda v: "none" if v is None else str(v), "batch/GPU"),
+    ("HFU", "hfu_measured", COLUMNS[-2][2], "MFU"),
+]
+
+
+def columns_for(rows: pl.DataFrame) -> list[tuple]:
+    """The table's columns for a model's rows: COLUMNS, plus the checkpointing ones where any cell uses it."""
+    if (
+        "activation_checkpointing" not in rows.columns
+        or rows.get_column("activation_checkpointing").fill_null("none").eq("none").all()
+    ):
+        return COLUMNS
+    columns = list(COLUMNS)
+    for header, column, fmt, after in CHECKPOINTING_COLUMNS:
+        at = next(i for i, (h, _, _) in enumerate(columns) if h == after) + 1
+        columns.insert(at, (header, column, fmt))
+    return columns
+
+
 # a run from before a column existed shows the figure it had instead (the memory column: the whole run's peak)
 FALLBACK = {"train_peak_memory_gb": "peak_memory_gb"}
 
@@ -77,8 +99,8 @@ def _cell(record: dict, column: str, fmt) -> str:
     return text
 
 
-def _row(record: dict) -> str:
-    return "| " + " | ".join(_cell(record, col, fmt) for _, col, fmt in COLUMNS) + " |"
+def _row(record: dict, columns: list[tuple] = COLUMNS) -> str:
+    return "| " + " | ".join(_cell(record, col, fmt) for _, col, fmt in columns) + " |"
 
 
 def short_commit(commit: str) -> str:
@@ -137,9 +159,11 @@ def render(frame: pl.DataFrame, charts_rel: str | None = None, pivots: list[dict
     parts = []
     for model in frame.get_column("model").unique(maintain_order=True):
         model_rows = frame.filter(pl.col("model") == model)
-        header = "| " + " | ".join(h for h, _, _ in COLUMNS) + " |"
-        rule = "|" + "|".join("---" for _ in COLUMNS) + "|"
-        table = "\n".join([f"#### {model}", "", header, rule, *map(_row, model_rows.to_dicts())])
+        columns = columns_for(model_rows)
+        header = "| " + " | ".join(h for h, _, _ in columns) + " |"
+        rule = "|" + "|".join("---" for _ in columns) + "|"
+        rows = [_row(record, columns) for record in model_rows.to_dicts()]
+        table = "\n".join([f"#### {model}", "", header, rule, *rows])
         parts += [table, provenance_line(model_rows)]
         if charts_rel is not None:
             parts.append(charts_block(model_rows, model, charts_rel))

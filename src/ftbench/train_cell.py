@@ -106,7 +106,14 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     # setup ends when the weights are in place; optimizer state (DeepSpeed's master copy and gradient buffers
     # at its initialize, torch AdamW's at the first step) counts towards the training peak in every strategy
     memory = metrics.MemoryPhases(device)
-    weights = Weights(model_dir, cell.method, spec["options"], spec["seed"], on_loaded=memory.end_setup)
+    weights = Weights(
+        model_dir,
+        cell.method,
+        spec["options"],
+        spec["seed"],
+        on_loaded=memory.end_setup,
+        activation_checkpointing=cell.activation_checkpointing,
+    )
     model = weights.empty()
     if os.environ.get("FTBENCH_CPU_MEMORY_GB") and device.type == "cpu":
         # the budget is for the model's weights and training: the runtime and the weightless model are up
@@ -116,7 +123,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     # counted before the strategy shards or splits the model
     params_total = sum(p.numel() for p in model.parameters())
     params_trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    flops = metrics.flops_per_token(model, cell.seq_len)
+    flops = metrics.flops_per_token(model, cell.seq_len, recompute=cell.activation_checkpointing != "none")
     opt = spec["optimizer"]
     env = TrainEnv(
         rank,
@@ -179,7 +186,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         "status": STATUS_OK,
         "cell_id": cell.id,
         "run_name": spec["run_name"],
-        **cell.to_dict(),
+        **cell.all_fields(),
         "zero_stage": cell.zero_stage,
         "grad_accum_steps": cell.grad_accum_steps,
         "tokens_per_step": cell.tokens_per_step,
@@ -188,6 +195,9 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         **throughput,
         **flops,
         "achieved_flops_per_s_per_gpu": flops["flops_per_token"] * throughput["train_tokens_per_s"] / cell.gpus,
+        "achieved_hardware_flops_per_s_per_gpu": (
+            flops["hardware_flops_per_token"] * throughput["train_tokens_per_s"] / cell.gpus
+        ),
         "run_duration_s": run_duration,
         "train_loss_avg": sum(measured) / len(measured),
         "train_loss_final": measured[-1],

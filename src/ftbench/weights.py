@@ -110,8 +110,15 @@ class Checkpoint:
         self._fds.clear()
 
 
-def empty_model(model_dir: str | os.PathLike, method: str, options: dict, meta: bool = True) -> torch.nn.Module:
-    """The model of `model_dir` with the fine-tuning method applied, its parameters on the meta device (or,
+def empty_model(
+    model_dir: str | os.PathLike,
+    method: str,
+    options: dict,
+    meta: bool = True,
+    activation_checkpointing: str = "none",
+) -> torch.nn.Module:
+    """The model of `model_dir` with the fine-tuning method and activation checkpointing applied (each is part
+    of what a strategy is handed, ZeRO-3's rebuild included), its parameters on the meta device (or,
     with meta=False, allocated but not initialised: for DeepSpeed's `zero.Init`, which partitions each module
     as it is built); buffers are real in both cases."""
     from accelerate import init_empty_weights
@@ -122,7 +129,7 @@ def empty_model(model_dir: str | os.PathLike, method: str, options: dict, meta: 
     except ImportError:  # transformers 4.x
         from transformers.modeling_utils import no_init_weights
 
-    from ftbench import methods
+    from ftbench import layers, methods
 
     config = AutoConfig.from_pretrained(model_dir)
 
@@ -136,6 +143,7 @@ def empty_model(model_dir: str | os.PathLike, method: str, options: dict, meta: 
     model.tie_weights()
     with empty():
         model = methods.apply(model, method, options)
+    layers.checkpoint_activations(model, activation_checkpointing)
     if (Path(model_dir) / "generation_config.json").exists():
         model.generation_config = GenerationConfig.from_pretrained(model_dir)
     return model
@@ -291,6 +299,7 @@ class Weights:
     seed: int
     on_loaded: Callable[[], None] | None = None
     """Called once the weights are in place (the end of a cell's setup phase, for its memory figures)."""
+    activation_checkpointing: str = "none"
 
     def __post_init__(self):
         self.checkpoint = Checkpoint(self.model_dir)
@@ -301,7 +310,7 @@ class Weights:
             self.on_loaded()
 
     def empty(self, meta: bool = True) -> torch.nn.Module:
-        return empty_model(self.model_dir, self.method, self.options, meta=meta)
+        return empty_model(self.model_dir, self.method, self.options, meta, self.activation_checkpointing)
 
     def materialize(
         self,

@@ -42,18 +42,27 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs)
+    checkpointing = options.pop("activation_checkpointing", "none")  # a cell field, not a strategy option
+    cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs, checkpointing)
     torch.manual_seed(0)
-    weights = Weights(model_dir, method, {}, 0)  # LoRA adapters: seeded by name, the same in every strategy
+    # LoRA adapters: seeded by name, the same in every strategy
+    weights = Weights(model_dir, method, {}, 0, activation_checkpointing=checkpointing)
     model = weights.empty()
     full = sum(p.numel() for p in model.parameters())
     env = TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, options, weights)
     trainer = build_trainer(model, cell, env)
+    # forwards of this rank's first MLP during training: one more per micro-batch when activations are recomputed
+    mlp = next(m for m in trainer.module.modules() if type(m).__name__.endswith("MLP"))
+    mlp_forwards = []
+    # a pre-hook: the recomputation stops early, once the last tensor backward needs is rebuilt
+    hook = mlp.register_forward_pre_hook(lambda *_: mlp_forwards.append(1))
     out = loop.train(trainer, cell, tokcache.open_split(cache_dir, "train"), 0, steps, 0, torch.device("cpu"))
+    hook.remove()
     eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))
     gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
              "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],
+             "mlp_forwards": len(mlp_forwards), "micro_batches": steps * cell.grad_accum_steps,
              **held(trainer, strategy, full)}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))
     dist.destroy_process_group()

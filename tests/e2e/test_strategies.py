@@ -130,3 +130,26 @@ def test_compile_trains_the_same_model(probe, strategy, world):
     assert compiled["losses"] == pytest.approx(eager["losses"], abs=1e-3)
     assert compiled["eval_loss"] == pytest.approx(eager["eval_loss"], abs=1e-3)
     assert compiled["generated"] == eager["generated"]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
+def test_activation_checkpointing_recomputes_each_layer_and_keeps_the_losses(probe, strategy):
+    """`activation_checkpointing: full`: every decoder layer's forward runs again in backward (its MLP once
+    more per micro-batch; a pipeline stage's shape-inference forward may be recomputed too), and training is
+    the same computation (fp32, same tokens)."""
+    plain = probe(strategy)
+    checkpointed = probe(strategy, options={"activation_checkpointing": "full"})
+    for before, after in zip(plain, checkpointed, strict=True):
+        assert before["mlp_forwards"] >= before["micro_batches"] > 0
+        extra = after["mlp_forwards"] - before["mlp_forwards"]
+        assert before["micro_batches"] <= extra <= before["mlp_forwards"]
+        assert after["losses"] == pytest.approx(before["losses"], abs=1e-3)
+    assert checkpointed[0]["losses"] == pytest.approx(probe("ddp")[0]["losses"], abs=1e-3)
+
+
+def test_activation_checkpointing_combines_with_lora(probe):
+    reference = probe("ddp", method="lora", steps=3)[0]["losses"]
+    checkpointed = probe("fsdp", method="lora", steps=3, options={"activation_checkpointing": "full"})
+    plain = probe("fsdp", method="lora", steps=3)[0]
+    assert checkpointed[0]["mlp_forwards"] == 2 * plain["mlp_forwards"] == 2 * plain["micro_batches"]
+    assert checkpointed[0]["losses"] == pytest.approx(reference, abs=1e-3)

@@ -47,6 +47,16 @@ def test_the_estimate_covers_the_measured_training_peaks():
         assert peak <= host_memory.per_rank_gb(LLAMA_120M, cell(strategy), "cpu", {}) <= 2.5 * peak
 
 
+def test_activation_checkpointing_keeps_each_layers_input_and_one_layer_whole():
+    long = Cell("m", "fsdp", 4, "full", "fp32", 8, 1024, 32)
+    full = host_memory.activation_bytes(LLAMA_120M, long)
+    checkpointed = host_memory.activation_bytes(
+        LLAMA_120M, Cell(**{**long.all_fields(), "activation_checkpointing": "full"})
+    )
+    logits = 3 * 8 * 1024 * 4096 * 4
+    assert checkpointed - logits == 16 * 8 * 1024 * 768 * 4 + (full - logits) // 16
+
+
 def test_on_a_gpu_the_host_holds_the_runtime_and_what_is_offloaded():
     plain = host_memory.per_rank_gb(LLAMA_120M, cell("zero3"), "cuda", {})
     offload = host_memory.per_rank_gb(LLAMA_120M, cell("zero3_offload"), "cuda", {})

@@ -1,6 +1,9 @@
+import json
+import re
+
 import pytest
 
-from ftbench.config import Cell, ConfigError, parse_cell_id
+from ftbench.config import OPTIONS_WILDCARD, Cell, ConfigError, parse_cell_id
 from ftbench.config_check import validate
 from ftbench.matrix import job_spec, plan
 
@@ -35,9 +38,54 @@ def test_cell_id_round_trips_through_its_parser():
         "precision": "bf16",
         "bs": "4",
         "seq": "1024",
+        "activation_checkpointing": "none",
     }
     with pytest.raises(ValueError, match="not a cell id"):
         parse_cell_id("m/ddp/16/full")
+
+
+def test_optional_segments_appear_only_off_their_defaults_and_parse_back():
+    plain = Cell("m", "fsdp", 2, "lora", "fp32", 2, 64, 4)
+    checkpointed = Cell("m", "fsdp", 2, "lora", "fp32", 2, 64, 4, activation_checkpointing="full")
+    assert plain.id == "m/fsdp/2gpu/lora-fp32-bs2-seq64"
+    assert checkpointed.id == "m/fsdp/2gpu/lora-fp32-bs2-seq64-ac-full"
+    assert parse_cell_id(checkpointed.id)["activation_checkpointing"] == "full"
+    assert parse_cell_id(checkpointed.id)["seq"] == "64"
+    # the job spec of a default-valued field is what it was before the field existed
+    assert "activation_checkpointing" not in plain.to_dict()
+    assert checkpointed.to_dict()["activation_checkpointing"] == "full"
+    assert Cell(**plain.to_dict()) == plain and Cell(**checkpointed.to_dict()) == checkpointed
+    # the rules' {options} wildcard takes exactly these suffixes (and the empty one)
+    wildcard = re.compile(OPTIONS_WILDCARD)
+    assert wildcard.fullmatch("") and wildcard.fullmatch("-ac-full") and not wildcard.fullmatch("-full")
+
+
+def test_activation_checkpointing_is_an_axis_after_every_other(test_config):
+    test_config["matrix"]["activation_checkpointing"] = ["none", "full"]
+    ids = [c.id for c in plan(test_config).cells]
+    assert ids == [
+        "tiny-llama/ddp/1gpu/full-fp32-bs2-seq64",
+        "tiny-llama/ddp/1gpu/full-fp32-bs2-seq64-ac-full",
+        "tiny-llama/ddp/2gpu/full-fp32-bs2-seq64",
+        "tiny-llama/ddp/2gpu/full-fp32-bs2-seq64-ac-full",
+    ]
+
+
+# The job spec of the CI matrix's first cell as the release before activation checkpointing wrote it
+# (commit 33131f8). Snakemake re-runs a cell whose params change: this is what a finished run keeps.
+SPEC_BEFORE_OPTIONAL_SEGMENTS = (
+    '{"cell": {"batch_size_per_gpu": 2, "global_batch_size": 4, "gpus": 1, "method": "full", "model": '
+    '"tiny-llama", "precision": "fp32", "seq_len": 64, "strategy": "ddp"}, "generation": {"new_tokens": 8, '
+    '"prompt_tokens": 8}, "hardware": {"cpu_threads_per_rank": 1, "device": "auto"}, "optimizer": {"lr": 0.001, '
+    '"max_grad_norm": 1.0, "weight_decay": 0.0}, "options": {}, "run_name": "ci", "seed": 0, "steps": {"eval": '
+    '2, "measure": 3, "warmup": 1}}'
+)
+
+
+def test_a_default_cell_keeps_the_job_spec_and_id_of_the_last_release(test_config):
+    cell = plan(test_config).cells[0]
+    assert cell.id == "tiny-llama/ddp/1gpu/full-fp32-bs2-seq64"
+    assert json.dumps(job_spec(test_config, cell), sort_keys=True) == SPEC_BEFORE_OPTIONAL_SEGMENTS
 
 
 def test_global_batch_fills_with_gradient_accumulation(test_config):

@@ -72,6 +72,16 @@ def test_flops_per_token_is_6n_plus_attention_for_full_fine_tuning():
     out = metrics.flops_per_token(model, seq_len=8)
     assert out["matmul_params"] == n == out["matmul_params_trainable"]
     assert out["flops_per_token"] == 6 * n + 12 * 2 * 16 * 8
+    assert out["hardware_flops_per_token"] == out["flops_per_token"]  # nothing recomputed
+
+
+def test_hardware_flops_add_one_forward_of_every_decoder_layer_when_recomputed():
+    model = tiny_llama()
+    layers = sum(p.numel() for p in model.model.layers.parameters())
+    out = metrics.flops_per_token(model, seq_len=8, recompute=True)
+    # each layer's weights 2 FLOPs/token again, and attention's forward (a third of its 12·L·d·S)
+    assert out["hardware_flops_per_token"] - out["flops_per_token"] == 2 * layers + 4 * 2 * 16 * 8
+    assert out["flops_per_token"] == metrics.flops_per_token(model, seq_len=8)["flops_per_token"]
 
 
 def test_flops_per_token_charges_frozen_weights_forward_and_input_grad():

@@ -35,7 +35,7 @@ def test_the_pivot_check_accepts_summary_columns_and_names_the_bad_one():
         matrix.check_pivots([pivots[0], {**pivots[1], "filter": {"dtype": ["bf16"]}}])
 
 
-def test_cell_to_dict_is_its_fields_in_order():
-    cell = Cell("m", "zero3", 16, "lora", "bf16", 4, 1024, 128)
-    assert cell.to_dict() == dataclasses.asdict(cell)
-    assert list(cell.to_dict()) == [f.name for f in dataclasses.fields(Cell)]
+def test_cell_all_fields_is_its_fields_in_order():
+    cell = Cell("m", "zero3", 16, "lora", "bf16", 4, 1024, 128, "full")
+    assert cell.all_fields() == dataclasses.asdict(cell) == cell.to_dict()
+    assert list(cell.all_fields()) == [f.name for f in dataclasses.fields(Cell)]

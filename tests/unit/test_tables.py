@@ -57,6 +57,23 @@ def test_render_makes_one_table_per_model_with_the_users_columns():
     assert tables.render(summary()) == text  # same summary, same bytes
 
 
+def test_checkpointing_columns_appear_only_for_a_model_that_checkpoints():
+    frame = summary()
+    plain = tables.render(frame)
+    assert "act. ckpt" not in plain and "HFU" not in plain
+    checkpointed = {
+        **frame.row(0, named=True),
+        "cell_id": "m/ddp/1gpu/full-fp32-bs8-seq128-ac-full",
+        "activation_checkpointing": "full",
+        "hfu_measured": 0.16,
+    }
+    text = tables.render(pl.concat([frame, pl.DataFrame([checkpointed])], how="diagonal_relaxed"))
+    section_m, section_n = text.split("#### n")
+    assert "| batch/GPU | act. ckpt | global batch |" in section_m and "| MFU | HFU | status |" in section_m
+    assert "| 8 | full | 8 |" in section_m and "| 12.3% | 16.0% | ok |" in section_m
+    assert "act. ckpt" not in section_n  # model n runs none: its table is as it was
+
+
 def test_splice_touches_only_the_marked_section():
     old = README.format(begin=BEGIN, end=END)
     new = tables.splice(old, "| new |\n", "r")

@@ -99,16 +99,6 @@ def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: 
     )
 
 
-def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
-    """The model's stack of decoder layers: the ModuleList as long as `config.num_hidden_layers`
-    (found by shape, so Llama, GPT-2 and peft-wrapped models all work)."""
-    n_layers = model.config.num_hidden_layers
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n_layers:
-            return module
-    raise ValueError(f"no ModuleList of {n_layers} decoder layers in {type(model).__name__}")
-
-
 class DataParallelTrainer:
     """What DDP and FSDP share: every rank runs the whole model on its own shard of the batch. A subclass
     sets `module`, `optimizer`, `max_grad_norm` (and `autocast_precision`, `device` where forward runs under

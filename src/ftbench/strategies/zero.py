@@ -15,7 +15,8 @@ from __future__ import annotations
 import deepspeed
 import torch
 
-from ftbench.strategies.base import TrainEnv, adamw, decoder_layers, greedy_generate
+from ftbench.layers import decoder_layers
+from ftbench.strategies.base import TrainEnv, adamw, greedy_generate
 
 
 def stage3_settings(model: torch.nn.Module) -> dict:
