@@ -14,6 +14,7 @@ from snakemake.utils import validate
 from ftbench.config import (
     CELL_PATTERN,
     OPTIONS_WILDCARD,
+    cell_timeout_s,
     is_download,
     local_path,
     model_build_config,
@@ -193,7 +194,24 @@ def cell_resources():
             for name in at(CELL_GPUS[0])
         }
     )
+    if "runtime" in resources:  # Slurm's -t follows the cell's own limit
+        resources["runtime"] = per_model(
+            lambda model: runtime_min(cell_timeout_s(config, model))
+        )
     return resources if "mem_mb" in resources else {**resources, "mem_mb": cell_mem_mb}
+
+
+def per_model(value_of):
+    """A train_cell attribute that depends on the cell's model alone: one value when every model has the
+    same (Snakemake then evaluates nothing per job), else a function of the cell's model.
+    """
+    values = {name: value_of(name) for name in MODELS}
+    if len(set(values.values())) == 1:
+        return values[MODELS[0]]
+    return per_job(lambda wildcards: values[wildcards.model])
+
+
+MODEL_TIMEOUTS = {name: cell_timeout_s(config, name) for name in MODELS}
 
 
 @per_job

@@ -12,6 +12,7 @@ rule preview:
         pruned=PLAN.pruned,
         hardware=config["hardware"],
         timeout_s=config["limits"]["cell_timeout_s"],
+        model_timeouts=MODEL_TIMEOUTS,
         run_dir=RUN_DIR,
         repeats=REPEATS,
     script:

@@ -10,6 +10,7 @@ text = preview.render(
     snakemake.params.timeout_s,
     snakemake.params.run_dir,
     snakemake.params.repeats,
+    snakemake.params.model_timeouts,
 )
 Path(snakemake.log[0]).write_text(text)
 print(text)

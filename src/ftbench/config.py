@@ -206,6 +206,11 @@ SUMMARY_COLUMNS = (
 Here rather than in ftbench.aggregate so that checking the config never imports polars."""
 
 
+def cell_timeout_s(config: dict, name: str) -> int:
+    """The wall-time limit of model `name`'s cells: its own `cell_timeout_s`, else `limits.cell_timeout_s`."""
+    return model_config(config, name).get("cell_timeout_s", config["limits"]["cell_timeout_s"])
+
+
 MODEL_BUILD_KEYS = ("name", "source", "architecture", "tokenizer")
 """What decides a prepared model's files; batch overrides do not (they must not re-build the model)."""
 

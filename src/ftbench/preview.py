@@ -15,10 +15,11 @@ def render(
     timeout_s: int,
     run_dir: str | Path,
     repeats: int = 1,
+    model_timeouts: dict[str, int] | None = None,
 ) -> str:
     """A markdown table of the selected cells (done ones cost nothing) and the totals at the time limits;
-    with repeats each cell is that many jobs."""
-    limit_h = runtime_min(timeout_s) / 60
+    with repeats each cell is that many jobs. A model's own `cell_timeout_s` (`model_timeouts`) wins."""
+    model_timeouts = model_timeouts or {}
     lines = [
         "| cell | nodes x GPUs | time limit (h) | GPU-hours at limit | state |",
         "|---|---|---|---|---|",
@@ -27,6 +28,7 @@ def render(
     for cell in selected:
         shape = geometry(cell.gpus, hardware["gpus_per_node"])
         done = (Path(run_dir) / "runs" / cell.id / "metrics.json").exists()
+        limit_h = runtime_min(model_timeouts.get(cell.model, timeout_s)) / 60
         gpu_h = cell.gpus * limit_h * repeats
         if not done:
             todo, todo_gpu_h, peak_nodes = todo + 1, todo_gpu_h + gpu_h, max(peak_nodes, shape.nodes)
@@ -38,6 +40,7 @@ def render(
         "",
         f"{todo} of {len(selected)} selected cells to run ({len(pruned)} pruned), largest job {peak_nodes} "
         f"node(s); at most {todo_gpu_h:.1f} GPU-hours{f' ({repeats} repeats each)' if repeats > 1 else ''} "
-        f"(every cell at its limit: limits.cell_timeout_s={timeout_s} s + start-up slack).",
+        f"(every cell at its limit: limits.cell_timeout_s={timeout_s} s or its model's cell_timeout_s, "
+        "+ start-up slack).",
     ]
     return "\n".join(lines) + "\n"

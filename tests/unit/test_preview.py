@@ -18,3 +18,10 @@ def test_preview_counts_nodes_and_gpu_hours_of_cells_still_to_run(tmp_path):
     assert f"| {cell(8).id} | 1 x 8 | 1.00 | 8.00 | done |" in text
     # 60 min = 50 min cell limit + 10 min start-up; the done cell costs nothing
     assert "2 of 3 selected cells to run (1 pruned), largest job 4 node(s); at most 48.0 GPU-hours" in text
+
+
+def test_a_models_own_time_limit_prices_its_cells(tmp_path):
+    other = Cell("big", "ddp", 8, "full", "bf16", 4, 1024, 32)
+    text = render([cell(8), other], [], HW, 3000, tmp_path, model_timeouts={"big": 6600})
+    assert f"| {cell(8).id} | 1 x 8 | 1.00 | 8.00 | to run |" in text
+    assert f"| {other.id} | 1 x 8 | 2.00 | 16.00 | to run |" in text  # 110 min + 10 min start-up
