@@ -67,6 +67,7 @@ def snakemake(
         str(configfile or workdir / "config.yaml"),
         *args,
     ]
+    share_torch_extensions(Path(workdir))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
@@ -103,6 +104,20 @@ def pytest_configure(config):
     )
     for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE"):
         os.environ.pop(name, None)
+    # DeepSpeed's JIT-built ops (the CPU comm op, CPU Adam: ~30-100 s of g++ each), built once per session:
+    # probes inherit the directory, workflow runs get it linked as their resources/torch_extensions
+    extensions = Path(tempfile.mkdtemp(prefix="ftbench-torch-extensions-"))
+    config.add_cleanup(lambda: shutil.rmtree(extensions, ignore_errors=True))
+    os.environ["TORCH_EXTENSIONS_DIR"] = str(extensions)
+
+
+def share_torch_extensions(workdir: Path) -> None:
+    """Point a test workdir's resources/torch_extensions at the session's build of DeepSpeed's ops (what a
+    user's second run finds there after the first)."""
+    link = workdir / "resources" / "torch_extensions"
+    if "TORCH_EXTENSIONS_DIR" in os.environ and not link.exists() and not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.environ["TORCH_EXTENSIONS_DIR"], target_is_directory=True)
 
 
 def git(repo: Path, *args: str) -> str:

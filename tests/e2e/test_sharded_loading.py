@@ -7,7 +7,6 @@ per-rank memory limit set below one fp32 replica.
 """
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,8 +66,8 @@ def cell(work):
             cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", str(WORLD), "--log", str(out.with_suffix(".log"))]
             cmd += ["--cpu-memory-mb", str(int(cpu_memory_gb * 1024)), "--"]
             cmd += ["--spec", json.dumps(spec), "--model", str(work / model), "--cache", str(work / "cache")]
-            env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
-            proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
+            # DeepSpeed's ops build into the session's TORCH_EXTENSIONS_DIR (tests/conftest.py)
+            proc = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=900)
             log = out.with_suffix(".log")
             assert proc.returncode == 0 and out.exists(), proc.stderr[-3000:] + log.read_text()[-4000:]
             done[key] = json.loads(out.read_text())
