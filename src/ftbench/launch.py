@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -52,18 +53,43 @@ def cell_fields(spec: dict) -> dict:
     return {"cell_id": cell.id, "run_name": spec["run_name"], **cell.all_fields(), "zero_stage": cell.zero_stage}
 
 
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop_group(proc: subprocess.Popen) -> None:
-    """SIGTERM the job's whole process group, SIGKILL what is left after a grace period."""
-    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    """SIGTERM the job's whole process group (torchrun, or srun, and every rank), SIGKILL what is left of it
+    after a grace period: a rank torchrun's exit left behind is stopped too."""
+    deadline = time.monotonic() + KILL_GRACE_S
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(KILL_GRACE_S)
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+class Interrupted(Exception):
+    """SIGINT (Ctrl-C in the terminal) or SIGTERM (Snakemake stopping its jobs, scancel) reached the launcher."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupted(signum, _frame):
+    raise Interrupted(signum)
 
 
 def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
@@ -140,9 +166,21 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     env["FTBENCH_LAUNCH_T0"] = str(time.time())  # the cell's fixed cost is counted from here
     print("ftbench.launch:", " ".join(cmd[:12]), "...", flush=True)
     start = time.monotonic()
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    # torchrun runs in a session of its own (the timeout stops its whole group), so a terminal's Ctrl-C or
+    # Snakemake's SIGTERM reaches only this process: it passes them on to the group
+    handlers = {sig: signal.signal(sig, _interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    proc = None
     try:
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
         returncode = proc.wait(timeout=timeout_s or None)
+    except Interrupted as stop:
+        for sig in handlers:  # a second Ctrl-C must not cut the stopping short
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop_group(proc)
+        out.unlink(missing_ok=True)  # a cell that was stopped has no result: the next run runs it again
+        print(f"ftbench.launch: {stop}: stopped the cell's processes, no result recorded", flush=True)
+        return 128 + stop.signum
     except subprocess.TimeoutExpired:
         stop_group(proc)
         atomic_write_json(
@@ -158,6 +196,8 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         )
         print(f"ftbench.launch: {spec['cell']} stopped after the {timeout_s:.0f} s limit: status timeout")
         return 0
+    for sig, handler in handlers.items():  # torchrun has ended: nothing left to pass a signal on to
+        signal.signal(sig, handler)
     if returncode == 0 and out.exists():
         return 0
     ooms = sorted(cell_dir.glob("oom-rank*.json"))

@@ -23,7 +23,7 @@ from ftbench import limits, loop, metrics, provenance, tokcache
 from ftbench.config import Cell
 from ftbench.files import atomic_write_json, read_json, verify_manifest
 from ftbench.matrix import check_downloaded_model
-from ftbench.strategies import TrainEnv, build_trainer, load_strategy
+from ftbench.strategies import TrainEnv, build_trainer, start_runtime
 from ftbench.weights import Weights
 
 log = logging.getLogger("ftbench.train_cell")
@@ -97,10 +97,10 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     check_downloaded_model(cell, model_dir / "config.json")
     progress["phase"] = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    start_runtime(cell.strategy)  # its libraries and their ops are runtime, as the process group is
     marks["process_group"] = time.time()
     prov = provenance.collect(device, spec["seed"]) if rank == 0 else None  # only rank 0 writes metrics
 
-    load_strategy(cell.strategy)  # its libraries are runtime, as the process group is
     torch.manual_seed(spec["seed"])
     # the model without its weights: the strategy shards, cuts or partitions it, then each rank reads what it holds
     # setup ends when the weights are in place; optimizer state (DeepSpeed's master copy and gradient buffers

@@ -7,6 +7,7 @@ per-rank memory limit set below one fp32 replica.
 """
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,16 @@ def test_lora_fits_under_a_limit_below_one_replica_only_when_sharded(cell):
         assert metrics["params_trainable"] == 16 * 4 * 2 * 8 * 768  # r=8 A and B on q, k, v, o of 16 layers
     oom = cell("ddp", method="lora", cpu_memory_gb=limit)
     assert oom["status"] == "oom" and oom["phase"] == "setup", oom  # loading its replica
+
+
+def test_deepspeeds_ops_are_built_before_the_memory_limit(work, tmp_path):
+    """The first ZeRO cell of a workflow builds DeepSpeed's ops (g++ inherits the rank's limits): they are
+    runtime, built and loaded before a rank's budget starts, so a cell under a limit builds them too."""
+    out = tmp_path / "metrics.json"
+    cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", "2", "--log", str(tmp_path / "log"), "--cpu-memory-mb"]
+    cmd += ["300", "--", "--spec", json.dumps(spec_of("zero2_offload", "tiny", gpus=2)), "--model", str(work / "tiny")]
+    cmd += ["--cache", str(work / "cache"), "--out", str(out)]
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "fresh_extensions")}  # nothing built yet
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0 and json.loads(out.read_text())["status"] == "ok", proc.stdout[-3000:]
+    assert {p.name for p in (tmp_path / "fresh_extensions").iterdir()} >= {"deepspeed_shm_comm", "cpu_adam"}

@@ -1,4 +1,5 @@
 import json
+import os
 
 from ftbench import files
 
@@ -19,3 +20,18 @@ def test_manifest_hashes_every_file_but_itself(tmp_path):
     assert set(manifest["files"]) == {"a.txt", "d/b.bin"}
     assert manifest["files"]["a.txt"] == files.sha256_file(tmp_path / "a.txt")
     assert files.write_manifest(tmp_path, kind="x", source="s") == manifest  # manifest.json not hashed
+
+
+def test_atomic_writes_keep_the_users_umask_and_an_existing_files_mode(tmp_path):
+    previous = os.umask(0o027)
+    try:
+        fresh = tmp_path / "summary.csv"
+        files.atomic_write_text(fresh, "a\n")
+        assert fresh.stat().st_mode & 0o777 == 0o640  # what open() gives under this umask, not mkstemp's 0600
+        shared = tmp_path / "README.md"
+        shared.write_text("x")
+        shared.chmod(0o664)
+        files.atomic_write_text(shared, "y")
+        assert shared.stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(previous)

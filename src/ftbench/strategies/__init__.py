@@ -33,8 +33,16 @@ def load_strategy(name: str):
     return importlib.import_module(f"ftbench.strategies.{module}")
 
 
+def start_runtime(name: str) -> None:
+    """Import strategy `name` and start what its library runs besides the process group (DeepSpeed's ops):
+    the runtime a cell's memory budget does not count."""
+    module = load_strategy(name)
+    if hasattr(module, "start_runtime"):
+        module.start_runtime(**STRATEGIES[name][1])
+
+
 def build_trainer(model, cell, env: TrainEnv) -> Trainer:
     return load_strategy(cell.strategy).apply(model, cell, env, **STRATEGIES[cell.strategy][1])
 
 
-__all__ = ["STRATEGIES", "TrainEnv", "Trainer", "build_trainer", "load_strategy"]
+__all__ = ["STRATEGIES", "TrainEnv", "Trainer", "build_trainer", "load_strategy", "start_runtime"]

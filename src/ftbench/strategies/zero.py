@@ -8,7 +8,8 @@ Stages 1 and 2 hold a full replica: allocated on the device and read into from t
 the model under `deepspeed.zero.Init`, which partitions each module's parameters as it is created, and each
 rank then reads only its own partition; how much of the model stays gathered at once is set for the cell
 from one decoder layer's size (`stage3_settings`), not DeepSpeed's defaults (1e9 live parameters, which
-keep a model of a few hundred million parameters gathered whole)."""
+keep a model of a few hundred million parameters gathered whole). Stages 1 and 2 size their buckets the
+same way (`bucket_settings`)."""
 
 from __future__ import annotations
 
@@ -19,25 +20,51 @@ from ftbench.layers import decoder_layers
 from ftbench.strategies.base import TrainEnv, adamw, greedy_generate
 
 
+def start_runtime(stage: int, offload: bool = False) -> None:
+    """DeepSpeed's part of the runtime, before the cell's memory budget starts (ftbench.limits): it joins
+    torchrun's process group and loads its comm op, and with offload its CPU Adam op, each built with g++ the
+    first time. A compiler under a rank's memory limit fails to build it."""
+    deepspeed.init_distributed(dist_backend=None)
+    if offload:
+        from deepspeed.ops.op_builder import CPUAdamBuilder
+
+        CPUAdamBuilder().load()
+
+
+def layer_sizes(model: torch.nn.Module) -> tuple[int, int]:
+    """Elements of one decoder layer: all its parameters, and those that train (all, or LoRA's adapters)."""
+    first = decoder_layers(model)[0]
+    return sum(p.numel() for p in first.parameters()), sum(p.numel() for p in first.parameters() if p.requires_grad)
+
+
+def bucket_settings(model: torch.nn.Module) -> dict:
+    """Stages 1 and 2: gradients reduced and updated parameters all-gathered in buckets of one layer's trained
+    elements. DeepSpeed's default, 5e8 elements, allocates 2 GB of fp32 bucket per rank whatever the model."""
+    _, trained = layer_sizes(model)
+    bucket = max(trained, model.config.hidden_size)
+    return {"reduce_bucket_size": bucket, "allgather_bucket_size": bucket}
+
+
 def stage3_settings(model: torch.nn.Module) -> dict:
     """What stays gathered under ZeRO-3: at most two decoder layers live (the one running and the one
-    prefetched), a prefetch bucket and a gradient reduce bucket of one layer (DeepSpeed's default bucket,
-    5e8 elements, fills with a whole small model's gradients before it reduces), and parameters under
-    10 x hidden size (norms, biases) kept whole on every rank, as transformers' "auto" values do."""
-    layer = sum(p.numel() for p in decoder_layers(model)[0].parameters())
+    prefetched), a prefetch bucket of one layer and a gradient reduce bucket of one layer's trained elements
+    (DeepSpeed's default bucket, 5e8 elements, fills with a whole small model's gradients before it reduces;
+    under LoRA a layer-sized bucket would hold mostly nothing), and parameters under 10 x hidden size (norms,
+    biases) kept whole on every rank, as transformers' "auto" values do."""
+    layer, trained = layer_sizes(model)
     return {
         "stage3_max_live_parameters": 2 * layer,
         "stage3_max_reuse_distance": layer,
         "stage3_prefetch_bucket_size": layer,
         "stage3_param_persistence_threshold": 10 * model.config.hidden_size,
-        "reduce_bucket_size": layer,
+        "reduce_bucket_size": max(trained, model.config.hidden_size),
     }
 
 
 def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Module | None = None) -> dict:
     zero = {"stage": stage}
-    if stage == 3 and model is not None:
-        zero.update(stage3_settings(model))
+    if model is not None:
+        zero.update(stage3_settings(model) if stage == 3 else bucket_settings(model))
     if offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": env.device.type == "cuda"}
     return {
