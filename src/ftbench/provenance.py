@@ -6,12 +6,13 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import re
 import socket
 import subprocess
 
 import torch
 
-PACKAGES = ("torch", "transformers", "deepspeed", "accelerate", "snakemake", "ftbench")
+PACKAGES = ("torch", "transformers", "deepspeed", "accelerate", "peft", "snakemake", "ftbench")
 
 
 def _version(package: str) -> str | None:
@@ -30,6 +31,28 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def nvidia_driver_version(proc_file: str = "/proc/driver/nvidia/version") -> str | None:
+    """The NVIDIA kernel driver's version (from the driver's own /proc file, else nvidia-smi), None without
+    one: CUDA and NCCL versions alone do not say which driver ran the cell."""
+    try:
+        with open(proc_file, encoding="utf-8") as f:
+            match = re.search(r"Kernel Module(?: for \S+)?\s+(\d+(?:\.\d+)+)", f.read())
+        if match:
+            return match[1]
+    except OSError:
+        pass
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out[0] if out else None
 
 
 def git_commit(directory: str | None = None) -> str | None:
@@ -63,4 +86,5 @@ def collect(device: torch.device, seed: int, environ=os.environ) -> dict:
         info["gpu_model"] = torch.cuda.get_device_name(device)
         info["versions"]["cuda"] = torch.version.cuda
         info["versions"]["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        info["versions"]["nvidia_driver"] = nvidia_driver_version()
     return info
