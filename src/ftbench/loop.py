@@ -7,13 +7,46 @@ into micro-batches. So ddp at 1 and 2 GPUs (same global batch) see the same toke
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from ftbench.metrics import StepClock, mean_over_ranks, sync
 from ftbench.strategies.base import eager
+
+log = logging.getLogger("ftbench.loop")
+
+PROGRESS_EVERY_S = 10.0
+
+
+class ProgressLog:
+    """A line in the cell's log about every `every_s` seconds (rank 0 only): step, this rank's loss, train
+    tokens/s since the last line, time left at that pace. Reading the loss syncs the device once per line;
+    nothing is collective, so the steps' timing is left as it is."""
+
+    def __init__(self, total_steps: int, tokens_per_step: int, every_s: float = PROGRESS_EVERY_S, rank: int = 0):
+        self.total, self.tokens_per_step, self.every_s = total_steps, tokens_per_step, every_s
+        self.active = rank == 0
+        self.last_time, self.last_step = time.perf_counter(), 0
+
+    def step_done(self, step: int, loss: torch.Tensor) -> str | None:
+        """After step `step` (0-based): the line when one is due, else None."""
+        now = time.perf_counter()
+        if not self.active or (now - self.last_time < self.every_s and step + 1 < self.total):
+            return None
+        steps = step + 1 - self.last_step
+        per_step = (now - self.last_time) / max(steps, 1)
+        line = (
+            f"step {step + 1}/{self.total}: loss {loss.item():.4f}, "
+            f"{steps * self.tokens_per_step / (now - self.last_time):,.0f} train tok/s, "
+            f"{per_step * (self.total - step - 1):.0f} s left"
+        )
+        self.last_time, self.last_step = now, step + 1
+        log.info(line)
+        return line
 
 
 def check_enough_data(n_blocks: int, cell) -> None:
@@ -52,6 +85,8 @@ def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device, p
     progress["step_times_s"] = clock.step_times  # the same list: filled as steps finish
     losses = []
     progress.setdefault("marks", {})["first_step"] = time.time()  # the end of the cell's fixed cost
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    report = ProgressLog(warmup + measure, cell.tokens_per_step, rank=rank)
     for step in range(warmup + measure):
         progress["steps_done"] = step
         # data loading is inside the step time: it is part of what the user waits for
@@ -61,6 +96,7 @@ def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device, p
         if step >= warmup:
             clock.lap()
         losses.append(loss)  # a tensor: no host sync here
+        report.step_done(step, loss)
     losses = mean_over_ranks(torch.stack(losses)).tolist()
     return {"step_times_s": clock.step_times, "losses": losses}
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -38,3 +40,14 @@ def test_not_enough_data_for_one_global_batch_names_the_cell():
     cell = Cell("m", "ddp", 2, "full", "fp32", 4, 64, 16)
     with pytest.raises(ValueError, match=r"cell m/ddp/2gpu/full-fp32-bs4-seq64: .* 10 blocks .* \(16\)"):
         loop.check_enough_data(10, cell)
+
+
+def test_progress_lines_say_step_loss_throughput_and_time_left():
+    from ftbench.loop import ProgressLog
+
+    every = ProgressLog(total_steps=4, tokens_per_step=1000, every_s=0.0)
+    line = every.step_done(0, torch.tensor(2.5))
+    assert re.fullmatch(r"step 1/4: loss 2\.5000, [\d,]+ train tok/s, \d+ s left", line), line
+    seldom = ProgressLog(total_steps=4, tokens_per_step=1000, every_s=3600.0)
+    assert [seldom.step_done(s, torch.tensor(1.0)) is None for s in range(4)] == [True, True, True, False]
+    assert ProgressLog(4, 1000, every_s=0.0, rank=1).step_done(3, torch.tensor(1.0)) is None  # rank 0 only
