@@ -162,7 +162,9 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     env = rank_env(os.environ, cpu_memory_mb, STRATEGY_TRAITS[spec["cell"]["strategy"]].gathers_parameters)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
-    cmd = [*slurm.torchrun_command(sys.executable, gpus, nodes, env), "-m", "ftbench.train_cell", *train_args]
+    threads = spec["hardware"]["cpu_threads_per_rank"]
+    torchrun = slurm.torchrun_command(sys.executable, gpus, nodes, env, threads)
+    cmd = [*torchrun, "-m", "ftbench.train_cell", *train_args]
     env["FTBENCH_LAUNCH_T0"] = str(time.time())  # the cell's fixed cost is counted from here
     print("ftbench.launch:", " ".join(cmd[:12]), "...", flush=True)
     start = time.monotonic()

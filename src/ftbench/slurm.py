@@ -103,9 +103,12 @@ def first_host(nodelist: str) -> str:
     return re.split(r"[,\[]", nodelist)[0]  # "node" or "node[01-04]": without scontrol, the plain prefix
 
 
-def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str]) -> list[str]:
+def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str], threads_per_rank: int = 1) -> list[str]:
     """torchrun on one node (standalone), or under Slurm one torchrun per node through `srun` with a c10d
-    rendezvous on the first node and a port derived from the job id."""
+    rendezvous on the first node and a port derived from the job id. Each node's task gets the CPUs of all
+    its ranks, as the job asked (`cpus_per_task`): since Slurm 22.05 srun does not inherit the job's
+    --cpus-per-task, and the jobstep plugin strips SLURM_* before the rule runs, so without it every rank of
+    a node would share the task's one CPU where Slurm binds tasks to CPUs."""
     if nodes == 1:
         return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
     job = env.get("SLURM_JOB_ID")
@@ -121,6 +124,7 @@ def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str]) ->
         f"--nodes={nodes}",
         f"--ntasks={nodes}",
         "--ntasks-per-node=1",
+        f"--cpus-per-task={gpus // nodes * threads_per_rank}",
         python,
         "-m",
         "ftbench.slurm",  # node_torchrun, on each node

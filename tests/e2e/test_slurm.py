@@ -155,7 +155,9 @@ def test_cells_ran_on_the_nodes_slurm_gave_them(first_run, workdir):
     assert job["nodelist"] == "n[1-2]"
     assert slurm.job_state(job["job_id"]) == "COMPLETED"
     log = (workdir / "logs" / RUN / "train_cell" / f"{cell('tiny-llama', 4)}.log").read_text()
-    assert "srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1" in log
+    # each node's task gets its 2 ranks' CPUs (srun does not inherit the job's --cpus-per-task). Binding itself
+    # is not shown: the fixture's nodes advertise 8 CPUs on a 2-core machine, which task/affinity cannot bind
+    assert "srun --kill-on-bad-exit=1 --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=2 " in log
     # the same tokens and global batch: 2 nodes x 2 ranks trains exactly like 1 and 2 ranks on one node
     losses = {g: json.loads((runs / cell("tiny-llama", g) / "metrics.json").read_text()) for g in (1, 2, 4)}
     for gpus in (2, 4):

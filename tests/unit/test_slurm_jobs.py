@@ -69,9 +69,12 @@ def test_single_node_is_standalone_torchrun():
 
 def test_multi_node_is_one_torchrun_per_node_with_rendezvous_on_the_first(monkeypatch):
     monkeypatch.setattr(slurm.shutil, "which", lambda name: None)  # no scontrol: the nodelist's prefix
-    cmd = slurm.torchrun_command("py", 16, 2, {"SLURM_JOB_ID": "123456", "SLURM_JOB_NODELIST": "gpu-a,gpu-b"})
+    env = {"SLURM_JOB_ID": "123456", "SLURM_JOB_NODELIST": "gpu-a,gpu-b"}
+    cmd = slurm.torchrun_command("py", 16, 2, env, threads_per_rank=4)
     assert cmd[:5] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
-    assert cmd[5:8] == ["py", "-m", "ftbench.slurm"]
+    # the node's task gets its 8 ranks x 4 threads: srun does not inherit the job's --cpus-per-task
+    assert cmd[5] == "--cpus-per-task=32"
+    assert cmd[6:9] == ["py", "-m", "ftbench.slurm"]
     assert "--nproc-per-node=8" in cmd and "--nnodes=2" in cmd and "--rdzv-id=123456" in cmd
     port = 20000 + 123456 % 10000
     assert f"--rdzv-endpoint=gpu-a:{port}" in cmd
