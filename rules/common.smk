@@ -194,6 +194,7 @@ def cell_resources():
             for name in at(CELL_GPUS[0])
         }
     )
+    resources.update(cpu_job_resources(on_device=True))
     if "runtime" in resources:  # Slurm's -t follows the cell's own limit
         resources["runtime"] = per_model(
             lambda model: runtime_min(cell_timeout_s(config, model))
@@ -231,10 +232,22 @@ def cell_threads():
     return per_gpu_count(lambda gpus: gpus * config["hardware"]["cpu_threads_per_rank"])
 
 
+def cpu_job_resources(on_device=False):
+    """`hardware.cpu_partition` as the Slurm partition of a job that needs no GPU (for a job that runs on the
+    cells' device, `on_device`, only when that device is the CPU); nothing when unset.
+    """
+    partition = config["hardware"].get("cpu_partition")
+    needs_no_gpu = not on_device or config["hardware"]["device"] == "cpu"
+    return {"slurm_partition": partition} if partition and needs_no_gpu else {}
+
+
 def calibration_resources():
     """The Slurm resources of the calibration job: one GPU of the kind the cells run on."""
     return declared(
-        job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S))
+        {
+            **job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S)),
+            **cpu_job_resources(on_device=True),
+        }
     )
 
 

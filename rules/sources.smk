@@ -13,6 +13,8 @@ rule prepare_dataset:
         dataset=BUILT_DATASET,
     conda:
         "../envs/hub.yaml"
+    resources:
+        **cpu_job_resources(),
     params:
         source=config["dataset"]["source"],
         num_rows=config["dataset"]["num_rows"],
@@ -34,6 +36,8 @@ rule train_tokenizer:
         tokenizer=r"bpe-\d+-[^/]+",
     conda:
         "../envs/train.yaml"
+    resources:
+        **cpu_job_resources(),
     params:
         source=tokenizer_source,
         render=lambda wildcards: RENDER,  # braces are not wildcards
@@ -54,6 +58,8 @@ rule prepare_model:
         model=BUILT_MODELS,
     conda:
         "../envs/train.yaml"
+    resources:
+        **cpu_job_resources(),
     params:
         model=lambda wildcards: model_build_config(config, wildcards.model),
         seed=config["seed"],

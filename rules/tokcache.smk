@@ -13,6 +13,8 @@ rule build_token_cache:
         "logs/benchmarks/build_token_cache/{dataset}/{tokenizer}/seq{seq}.tsv"
     conda:
         "../envs/train.yaml"
+    resources:
+        **cpu_job_resources(),
     params:
         render=lambda wildcards: RENDER,  # braces are not wildcards
         eval_fraction=config["dataset"]["eval_fraction"],
