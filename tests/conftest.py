@@ -67,7 +67,8 @@ def snakemake(
         str(configfile or workdir / "config.yaml"),
         *args,
     ]
-    share_torch_extensions(Path(workdir))
+    if not {"-n", "--dry-run", "--dryrun"} & set(args):  # a dry run creates nothing, and is checked for it
+        share_torch_extensions(Path(workdir))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
