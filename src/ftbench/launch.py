@@ -17,14 +17,13 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from ftbench import slurm
+from ftbench import agent, slurm
 from ftbench.config import STRATEGY_TRAITS, Cell
 from ftbench.files import atomic_write_json, read_json
 
@@ -32,7 +31,9 @@ STATUS_OOM, STATUS_TIMEOUT, STATUS_FAILED = "oom", "timeout", "failed"
 FAILURE_FILE = "failure.json"
 JOB_FILE = "job.json"
 """Where and when the cell's job ran (the Slurm job id): how a job Slurm killed is traced afterwards."""
-MARKERS = ("oom-rank*.json", "error-rank*.json", FAILURE_FILE, JOB_FILE)
+EXITS_FILE = "exits-node{node}.json"
+"""How each failed rank ended, per node, as torchrun's agent recorded it (ftbench.agent)."""
+MARKERS = ("oom-rank*.json", "error-rank*.json", "exits-node*.json", FAILURE_FILE, JOB_FILE)
 LOG_TAIL_LINES = 40
 # glibc malloc, for the ranks: serve allocations up to 32 MiB from the heap and keep freed heap memory. Its
 # defaults return a step's freed activations to the OS (munmap, heap trimming), and the next step
@@ -99,23 +100,21 @@ def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
         return []
 
 
-def how_ended(rank: int, tail: list[str]) -> str:
-    """How torchrun's failure summary says `rank` ended: a signal name, "exit code N", or "" if not there."""
-    # "rank : 1 (local_rank: 1)" then "exitcode : -9 (pid: N)  (SIGKILL)"
-    found = re.search(
-        rf"rank\s*:\s*{rank} \(local_rank[^\n]*\n"
-        r"\s*exitcode\s*:\s*(-?\d+)[^\n(]*(?:\([^)]*\))?\s*(?:\((SIG\w+)\))?",
-        "\n".join(tail),
-    )
-    return (found.group(2) or f"exit code {found.group(1)}") if found else ""
+def rank_exits(cell_dir: Path) -> dict[int, str]:
+    """How each failed rank ended, from the agents' records: a signal name or "exit code N"."""
+    ended = {}
+    for path in sorted(cell_dir.glob("exits-node*.json")):
+        for rank, record in read_json(path).items():
+            ended[int(rank)] = record["signal"] or f"exit code {record['exitcode']}"
+    return ended
 
 
-def root_cause(gpus: int, errors: list[dict], tail: list[str], returncode: int) -> tuple[str, str]:
+def root_cause(gpus: int, errors: list[dict], exits: dict[int, str], returncode: int) -> tuple[str, str]:
     """The first thing that went wrong: a rank that died without a report (killed) comes before the errors
     its peers then saw (a broken connection is a consequence, not the cause). torchrun SIGTERMs the
     survivors once a rank fails, so a rank that ended by SIGTERM is a consequence too."""
     silent = sorted(set(range(gpus)) - {e["rank"] for e in errors})
-    ended = {rank: how_ended(rank, tail) for rank in silent}
+    ended = {rank: exits.get(rank, "") for rank in silent}
     died = [rank for rank in silent if ended[rank] != "SIGTERM"]
     if errors and not died:  # the report of the rank that failed is the cause
         return errors[0]["error_type"], errors[0]["error"]
@@ -160,6 +159,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         for stale in cell_dir.glob(pattern):
             stale.unlink()
     env = rank_env(os.environ, cpu_memory_mb, STRATEGY_TRAITS[spec["cell"]["strategy"]].gathers_parameters)
+    env[agent.EXITS_ENV] = str(cell_dir / EXITS_FILE)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
     threads = spec["hardware"]["cpu_threads_per_rank"]
@@ -219,7 +219,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         return 0
     errors = [read_json(p) for p in sorted(cell_dir.glob("error-rank*.json"))]
     tail = log_tail(log)
-    error_type, error = root_cause(gpus, errors, tail, returncode)
+    error_type, error = root_cause(gpus, errors, rank_exits(cell_dir), returncode)
     record = {
         **cell_fields(spec),
         "status": STATUS_FAILED,

@@ -110,7 +110,7 @@ def torchrun_command(python: str, gpus: int, nodes: int, env: dict[str, str], th
     --cpus-per-task, and the jobstep plugin strips SLURM_* before the rule runs, so without it every rank of
     a node would share the task's one CPU where Slurm binds tasks to CPUs."""
     if nodes == 1:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}"]
+        return [python, "-m", "ftbench.agent", "--standalone", f"--nproc-per-node={gpus}"]
     job = env.get("SLURM_JOB_ID")
     if not job:
         raise RuntimeError(
@@ -183,7 +183,7 @@ def node_torchrun(argv: list[str]) -> None:
     torchrun guesses both from this machine's hostname, which fails wherever Slurm's node names are not the
     hostnames (or the hostname resolves to loopback); Slurm's node id and node name are never wrong."""
     is_host = int(os.environ.get("SLURM_NODEID", "0") == "0")
-    torchrun = [sys.executable, "-m", "torch.distributed.run", f"--rdzv-conf=is_host={is_host}"]
+    torchrun = [sys.executable, "-m", "ftbench.agent", f"--rdzv-conf=is_host={is_host}"]
     if "SLURMD_NODENAME" in os.environ:  # the address the other nodes reach this one by (else its FQDN)
         torchrun.append(f"--local-addr={os.environ['SLURMD_NODENAME']}")
     torchrun += argv

@@ -1,23 +1,14 @@
+import json
+
 import pytest
 
 from ftbench import limits
-from ftbench.launch import ACCOUNTED_MALLOC_TUNABLES, MALLOC_TUNABLES, rank_env, root_cause
-
-TORCHRUN_SUMMARY = """Failures:
-[1]:
-  rank      : 1 (local_rank: 1)
-  exitcode  : -9 (pid: 14612)  (SIGKILL)
-  traceback : Signal 9 (SIGKILL) received by PID 14612
-Root Cause (first observed failure):
-[0]:
-  rank      : 0 (local_rank: 0)
-  exitcode  : 1 (pid: 14611)
-""".splitlines()
+from ftbench.launch import ACCOUNTED_MALLOC_TUNABLES, MALLOC_TUNABLES, rank_env, rank_exits, root_cause
 
 
 def test_a_killed_rank_is_the_cause_not_the_broken_connection_its_peer_saw():
     peer = {"rank": 0, "error_type": "RuntimeError", "error": "gloo Read error: Connection reset"}
-    assert root_cause(2, [peer], TORCHRUN_SUMMARY, 1) == (
+    assert root_cause(2, [peer], {1: "SIGKILL", 0: "exit code 1"}, 1) == (
         "RankDied",
         "rank 1 ended without a report (SIGKILL); then rank 0: RuntimeError",
     )
@@ -25,27 +16,32 @@ def test_a_killed_rank_is_the_cause_not_the_broken_connection_its_peer_saw():
 
 def test_a_reported_error_is_the_cause_when_every_rank_reported():
     errors = [{"rank": r, "error_type": "ValueError", "error": f"bad input {r}"} for r in (0, 1)]
-    assert root_cause(2, errors, [], 1) == ("ValueError", "bad input 0")
+    assert root_cause(2, errors, {}, 1) == ("ValueError", "bad input 0")
 
 
 def test_a_rank_torchrun_stopped_is_a_consequence_of_the_peer_that_reported():
     bad = {"rank": 0, "error_type": "ValueError", "error": "cell x: fewer than one global batch"}
-    summary = [line.replace("-9 (pid", "-15 (pid").replace("(SIGKILL)", "(SIGTERM)") for line in TORCHRUN_SUMMARY]
-    assert root_cause(2, [bad], summary, 1) == ("ValueError", "cell x: fewer than one global batch")
+    assert root_cause(2, [bad], {1: "SIGTERM"}, 1) == ("ValueError", "cell x: fewer than one global batch")
 
 
 def test_a_rank_torchrun_stopped_before_it_could_report_is_not_the_cause():
     # seen in CI: rank 1 was killed, torchrun SIGTERMed rank 0 before it wrote its own report
-    summary = """Failures:
-[1]:
-  rank      : 0 (local_rank: 0)
-  exitcode  : -15 (pid: 32134)  (SIGTERM)
-Root Cause (first observed failure):
-[0]:
-  rank      : 1 (local_rank: 1)
-  exitcode  : -9 (pid: 32135)  (SIGKILL)
-""".splitlines()
-    assert root_cause(2, [], summary, 1) == ("RankDied", "rank 1 ended without a report (SIGKILL)")
+    assert root_cause(2, [], {0: "SIGTERM", 1: "SIGKILL"}, 1) == ("RankDied", "rank 1 ended without a report (SIGKILL)")
+
+
+def test_the_agents_record_of_each_rank_is_read_per_node(tmp_path):
+    from ftbench.agent import exits
+
+    class Failure:  # what torch's ProcessFailure exposes
+        def __init__(self, exitcode, local_rank):
+            self.exitcode, self.local_rank = exitcode, local_rank
+
+        def signal_name(self):
+            return {-9: "SIGKILL", -15: "SIGTERM"}[self.exitcode]
+
+    (tmp_path / "exits-node0.json").write_text(json.dumps(exits({0: Failure(1, 0), 1: Failure(-15, 1)})))
+    (tmp_path / "exits-node1.json").write_text(json.dumps(exits({3: Failure(-9, 1)})))
+    assert rank_exits(tmp_path) == {0: "exit code 1", 1: "SIGTERM", 3: "SIGKILL"}
 
 
 def test_oom_errors_are_recognised_by_type_and_allocator_message():

@@ -61,7 +61,7 @@ def test_single_node_is_standalone_torchrun():
     assert slurm.torchrun_command("py", 4, 1, {}) == [
         "py",
         "-m",
-        "torch.distributed.run",
+        "ftbench.agent",
         "--standalone",
         "--nproc-per-node=4",
     ]
@@ -95,7 +95,7 @@ def test_node_torchrun_tells_torchrun_which_node_hosts_the_store(monkeypatch):
         assert seen["argv"] == [
             sys.executable,
             "-m",
-            "torch.distributed.run",
+            "ftbench.agent",
             f"--rdzv-conf=is_host={host}",
             f"--local-addr=n{node_id}",
             "--nnodes=2",
