@@ -25,7 +25,7 @@ from ftbench.config import (
 from ftbench.config_check import check_config, check_local_sources
 from ftbench.host_memory import cell_request_gb, model_shape
 from ftbench.matrix import check_pivots, job_spec, plan
-from ftbench.slurm import job_resources, mem_mb, runtime_min
+from ftbench.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
 from ftbench.sources import Render
 
 # every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
@@ -56,6 +56,11 @@ CALIBRATION_TIMEOUT_S = 600
 
 for _cell, _reason in PLAN.pruned:
     logger.info(f"pruned {_cell.id}: {_reason}")
+
+
+onstart:
+    # the executor's settings exist once the run starts (not while the Snakefile is read); nothing is submitted yet
+    refuse_array_jobs(getattr(workflow.executor_settings, "array_jobs", None))
 
 
 wildcard_constraints:

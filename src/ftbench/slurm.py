@@ -61,6 +61,20 @@ def gpu_gres(hardware: dict) -> str | None:
     return name or None
 
 
+def refuse_array_jobs(setting: str | None, rules: tuple[str, ...] = ("train_cell",)) -> None:
+    """The Slurm plugin's `--slurm-array-jobs` must not take a training cell: an array job asks its first
+    task's resources for every task (one cell's nodes, GPUs and memory for all) and would run a multi-node
+    cell's one-task-per-node layout for every cell. Refused before any job is submitted, naming the option."""
+    chosen = {rule.strip() for rule in (setting or "").replace(";", ",").split(",") if rule.strip()}
+    hit = sorted(chosen & {"all", *rules})
+    if hit:
+        raise ValueError(
+            f"--slurm-array-jobs={setting}: {', '.join(hit)} would submit train_cell jobs as one Slurm array, which "
+            "gives every cell the first cell's nodes, GPUs and memory; name the other rules instead (e.g. "
+            "--slurm-array-jobs=build_token_cache) or drop the option"
+        )
+
+
 def mem_mb(hardware: dict, gpus: int, per_rank_gb: float) -> int:
     """`--mem` of a job on `gpus` GPUs: the ranks of one node x `per_rank_gb`."""
     return math.ceil(geometry(gpus, hardware["gpus_per_node"]).gpus_per_node * per_rank_gb * 1024)

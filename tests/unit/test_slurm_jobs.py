@@ -147,3 +147,14 @@ def test_a_job_slurm_ended_is_a_row_with_slurms_state(tmp_path, monkeypatch, sta
 
 def test_a_cell_without_a_job_record_is_pending(tmp_path):
     assert aggregate.slurm_row("m/ddp/2gpu/full-fp32-bs2-seq64", tmp_path / "job.json")["status"] == "pending"
+
+
+@pytest.mark.parametrize("setting", ["train_cell", "all", "build_token_cache, train_cell", "x;train_cell"])
+def test_training_cells_are_never_a_slurm_array(setting):
+    with pytest.raises(ValueError, match=r"--slurm-array-jobs=.*train_cell jobs as one Slurm array"):
+        slurm.refuse_array_jobs(setting)
+
+
+@pytest.mark.parametrize("setting", [None, "", "build_token_cache", "prepare_model,train_tokenizer"])
+def test_array_jobs_of_other_rules_are_left_to_the_plugin(setting):
+    slurm.refuse_array_jobs(setting)
