@@ -18,9 +18,10 @@ def test_a_second_run_while_one_runs_is_refused_and_corrupts_nothing(
     work = scenario(
         tmp_path,
         raw_test_config,
-        {"tiny": TINY, "slow": SLOW},
+        # each cell runs until its limit (holding the lock), then is a `timeout` result; the slow one's 90 s
+        # leave the second run time to start and be refused however busy the machine is
+        {"tiny": {"architecture": TINY, "cell_timeout_s": 30}, "slow": {"architecture": SLOW, "cell_timeout_s": 90}},
         steps={"warmup": 1, "measure": 100000, "eval": 1},
-        limits={"cell_timeout_s": 30},  # each cell runs 30 s (holding the lock), then is a `timeout` result
     )
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(work)]
     cmd += ["--configfile", str(work / "config.yaml"), *profile(repo)]
