@@ -7,7 +7,9 @@ pending, pruned) are never dropped silently: they are named in the chart's subti
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,14 +147,48 @@ def chart_path(out_dir: str | Path, model: str, kind: str, fmt: str) -> Path:
     return Path(out_dir) / model / f"{kind}.{fmt}"
 
 
-def save(spec: alt.Chart, stem: Path) -> None:
-    """PNG, SVG and HTML of one chart; PNG and SVG through vl-convert (no browser)."""
+VEGA_BUNDLE = "vega-bundle.js"
+"""Vega, Vega-Lite and Vega-Embed in one file (vl-convert's bundle, ~0.9 MB), once under the docs directory:
+every chart page loads it by a relative path, so the pages open offline and none inlines a megabyte."""
+
+PAGE = """<!DOCTYPE html>
+<html>
+<head>
+  <meta charset="UTF-8">
+  <script src="{bundle}"></script>
+</head>
+<body>
+  <div id="vis"></div>
+  <script>vegaEmbed("#vis", {spec}, {{"mode": "vega-lite"}});</script>
+</body>
+</html>
+"""
+
+
+def vega_bundle_path(charts_dir: str | Path) -> Path:
+    """docs/<run>/charts -> docs/vega-bundle.js: one bundle for every run's pages."""
+    return Path(charts_dir).parents[1] / VEGA_BUNDLE
+
+
+def ensure_vega_bundle(path: Path) -> None:
+    if not path.exists():
+        import vl_convert
+
+        atomic_write_text(path, vl_convert.javascript_bundle())
+
+
+def html_page(vl: dict, page: Path, bundle: Path) -> str:
+    return PAGE.format(bundle=os.path.relpath(bundle, page.parent), spec=json.dumps(vl))
+
+
+def save(spec: alt.Chart, stem: Path, bundle: Path) -> None:
+    """PNG, SVG and HTML of one chart; PNG and SVG through vl-convert (no browser); the HTML loads `bundle`."""
     import vl_convert
 
     vl = spec.to_dict()
     atomic_write_bytes(stem.with_suffix(".png"), vl_convert.vegalite_to_png(vl, scale=2))
     atomic_write_text(stem.with_suffix(".svg"), vl_convert.vegalite_to_svg(vl))
-    atomic_write_text(stem.with_suffix(".html"), spec.to_html())
+    atomic_write_text(stem.with_suffix(".html"), html_page(vl, stem.with_suffix(".html"), bundle))
 
 
 def render_model(frame: pl.DataFrame, model: str, out_dir: str | Path) -> list[Path]:
@@ -160,9 +196,11 @@ def render_model(frame: pl.DataFrame, model: str, out_dir: str | Path) -> list[P
     if "scaling_efficiency" not in frame.columns:  # render_all adds it once for every model
         frame = with_scaling(frame)
     pngs = []
+    bundle = vega_bundle_path(out_dir)
+    ensure_vega_bundle(bundle)
     for kind in KINDS:
         stem = chart_path(out_dir, model, kind.name, "png").with_suffix("")
-        save(chart(frame, kind, model), stem)
+        save(chart(frame, kind, model), stem, bundle)
         pngs.append(stem.with_suffix(".png"))
     buf = io.BytesIO()
     frame.filter(pl.col("model") == model).select(c for c in TABLE_COLUMNS if c in frame.columns).write_csv(buf)

@@ -84,7 +84,8 @@ def test_a_run_varying_precision_gets_a_panel_per_precision(frame):
 
 
 def test_render_model_writes_png_svg_html_and_the_png_decodes(frame, tmp_path):
-    pngs = charts.render_model(frame, "m", tmp_path)
+    charts_dir = tmp_path / "docs" / "run" / "charts"
+    pngs = charts.render_model(frame, "m", charts_dir)
     assert [p.name for p in pngs] == ["throughput.png", "scaling.png", "memory.png", "mfu.png"]
     for png in pngs:
         data = png.read_bytes()
@@ -93,8 +94,13 @@ def test_render_model_writes_png_svg_html_and_the_png_decodes(frame, tmp_path):
         # 260 x 200 plot area at scale 2, plus axes, legend and title
         assert 2 * 260 < width < 2 * 600 and 2 * 200 < height < 2 * 400, (png.name, width, height)
         assert png.with_suffix(".svg").read_text().startswith("<svg")
-        assert "vegaEmbed" in png.with_suffix(".html").read_text()
-    table = pl.read_csv(tmp_path / "m" / "table.csv")
+        page = png.with_suffix(".html").read_text()
+        # offline: the one bundle under docs/, by a relative path; no CDN, nothing inlined
+        assert '<script src="../../../vega-bundle.js"></script>' in page and "http" not in page.split("<body>")[0]
+        assert "vegaEmbed(" in page and len(page) < 100_000
+    bundle = (tmp_path / "docs" / "vega-bundle.js").read_text()
+    assert "vegaEmbed" in bundle and len(bundle) > 500_000
+    table = pl.read_csv(charts_dir / "m" / "table.csv")
     assert table.height == 5 and "scaling_efficiency" in table.columns
 
 
