@@ -202,7 +202,7 @@ def cell_resources():
     resources.update(cpu_job_resources(on_device=True))
     if "runtime" in resources:  # Slurm's -t follows the cell's own limit
         resources["runtime"] = per_model(
-            lambda model: runtime_min(cell_timeout_s(config, model))
+            lambda model: runtime_min(MODEL_TIMEOUTS[model])
         )
     return resources if "mem_mb" in resources else {**resources, "mem_mb": cell_mem_mb}
 

@@ -20,7 +20,7 @@ rule train_cell:
         **cell_resources(),
         # the local profile caps this at 1 so timings are never measured on a shared CPU
         train_jobs=1,
-        cell_timeout_s=per_model(lambda model: cell_timeout_s(config, model)),
+        cell_timeout_s=per_model(MODEL_TIMEOUTS.__getitem__),
         cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
     params:
         spec=train_spec,

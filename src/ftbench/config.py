@@ -32,7 +32,14 @@ OPTIONAL_SEGMENTS: tuple[IdSegment, ...] = (IdSegment("activation_checkpointing"
 """Optional id segments, in the order they follow `seq<n>`. The one grammar: `Cell.id`, `parse_cell_id` and
 the rules' `{options}` wildcard (`OPTIONS_WILDCARD`) are all built from it."""
 
-OPTIONS_WILDCARD = "".join(f"(?:-{s.tag}-{s.value_re})?" for s in OPTIONAL_SEGMENTS)
+
+def _segments_re(named: bool) -> str:
+    """The optional segments as a regular expression, each value a named group (the parser) or not (the rules'
+    wildcard constraint, which Snakemake wraps in a group of its own)."""
+    return "".join(f"(?:-{s.tag}-({f'?P<{s.field}>' if named else '?:'}{s.value_re}))?" for s in OPTIONAL_SEGMENTS)
+
+
+OPTIONS_WILDCARD = _segments_re(named=False)
 """The rules' constraint on the `{options}` wildcard after `seq{seq}` (empty for a cell at every default)."""
 
 
@@ -141,9 +148,7 @@ CELL_FIELDS = tuple(f.name for f in fields(Cell))
 
 _CELL_RE = re.compile(
     r"^(?P<model>[^/]+)/(?P<strategy>[^/]+)/(?P<gpus>\d+)gpu/"
-    r"(?P<method>[^-/]+)-(?P<precision>[^-/]+)-bs(?P<bs>\d+)-seq(?P<seq>\d+)"
-    + "".join(f"(?:-{s.tag}-(?P<{s.field}>{s.value_re}))?" for s in OPTIONAL_SEGMENTS)
-    + "$"
+    r"(?P<method>[^-/]+)-(?P<precision>[^-/]+)-bs(?P<bs>\d+)-seq(?P<seq>\d+)" + _segments_re(named=True) + "$"
 )
 
 

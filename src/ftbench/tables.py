@@ -41,6 +41,10 @@ def _fmt(value, digits: int, thousands: bool = False) -> str:
     return f"{value:.{digits}f}"
 
 
+def _percent(value) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
 # (header, summary column, formatter): the columns users compare, bench_pie's first
 COLUMNS = [
     ("n×GPU", "gpus", str),
@@ -57,7 +61,7 @@ COLUMNS = [
     ("memory (GB)", "train_peak_memory_gb", lambda v: _fmt(v, 2)),
     ("loss", "train_loss_avg", lambda v: _fmt(v, 3)),
     ("perplexity", "eval_perplexity", lambda v: _fmt(v, 2)),
-    ("MFU", "mfu_measured", lambda v: "—" if v is None else f"{100 * v:.1f}%"),
+    ("MFU", "mfu_measured", _percent),
     ("status", "status", lambda v: STATUS_LABELS.get(v, v)),
 ]
 
@@ -66,7 +70,7 @@ COLUMNS = [
 # run without activation checkpointing renders the table it always did
 CHECKPOINTING_COLUMNS = [
     ("act. ckpt", "activation_checkpointing", lambda v: "none" if v is None else str(v), "batch/GPU"),
-    ("HFU", "hfu_measured", COLUMNS[-2][2], "MFU"),
+    ("HFU", "hfu_measured", _percent, "MFU"),
 ]
 
 

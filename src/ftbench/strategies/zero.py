@@ -32,16 +32,17 @@ def start_runtime(stage: int, offload: bool = False) -> None:
 
 
 def layer_sizes(model: torch.nn.Module) -> tuple[int, int]:
-    """Elements of one decoder layer: all its parameters, and those that train (all, or LoRA's adapters)."""
+    """Elements of one decoder layer, and of a bucket of its gradients: the parameters that train (all, or
+    LoRA's adapters), at least one hidden row."""
     first = decoder_layers(model)[0]
-    return sum(p.numel() for p in first.parameters()), sum(p.numel() for p in first.parameters() if p.requires_grad)
+    trained = sum(p.numel() for p in first.parameters() if p.requires_grad)
+    return sum(p.numel() for p in first.parameters()), max(trained, model.config.hidden_size)
 
 
 def bucket_settings(model: torch.nn.Module) -> dict:
     """Stages 1 and 2: gradients reduced and updated parameters all-gathered in buckets of one layer's trained
     elements. DeepSpeed's default, 5e8 elements, allocates 2 GB of fp32 bucket per rank whatever the model."""
-    _, trained = layer_sizes(model)
-    bucket = max(trained, model.config.hidden_size)
+    _, bucket = layer_sizes(model)
     return {"reduce_bucket_size": bucket, "allgather_bucket_size": bucket}
 
 
@@ -51,13 +52,13 @@ def stage3_settings(model: torch.nn.Module) -> dict:
     (DeepSpeed's default bucket, 5e8 elements, fills with a whole small model's gradients before it reduces;
     under LoRA a layer-sized bucket would hold mostly nothing), and parameters under 10 x hidden size (norms,
     biases) kept whole on every rank, as transformers' "auto" values do."""
-    layer, trained = layer_sizes(model)
+    layer, bucket = layer_sizes(model)
     return {
         "stage3_max_live_parameters": 2 * layer,
         "stage3_max_reuse_distance": layer,
         "stage3_prefetch_bucket_size": layer,
         "stage3_param_persistence_threshold": 10 * model.config.hidden_size,
-        "reduce_bucket_size": max(trained, model.config.hidden_size),
+        "reduce_bucket_size": bucket,
     }
 
 
