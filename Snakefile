@@ -1,8 +1,17 @@
 # ftbench: LLM fine-tuning benchmark over models x strategies x GPU counts.
 # The chain: sources -> token cache -> one training job per cell -> summary -> README tables.
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# conda envs (--sdm conda) import ftbench from this checkout: envs/install-ftbench.sh
+os.environ["FTBENCH_SRC"] = os.path.join(workflow.basedir, "src")
+
+
+envvars:
+    "FTBENCH_SRC",
 
 
 configfile: "config.yaml"

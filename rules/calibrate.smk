@@ -10,7 +10,7 @@ rule calibrate_device:
     benchmark:
         f"logs/{RUN}/benchmarks/calibrate_device.tsv"
     conda:
-        "../envs/train.yaml"
+        TRAIN_ENV
     threads: config["hardware"]["cpu_threads_per_rank"]
     resources:
         **calibration_resources(),

@@ -53,6 +53,12 @@ TRAIN_DIR = os.path.join(CELL_DIR, "repeat-{repeat}") if REPEATS > 1 else CELL_D
 EXTENSIONS_DIR = "resources/torch_extensions"
 CHARTS_DIR = f"{config['report']['docs_dir']}/{RUN}/charts"
 CALIBRATION_TIMEOUT_S = 600
+# the training rules' conda env: PyTorch's CPU build when the cells run on the CPU (envs/train-cpu.yaml)
+TRAIN_ENV = (
+    "../envs/train-cpu.yaml"
+    if config["hardware"]["device"] == "cpu"
+    else "../envs/train.yaml"
+)
 
 for _cell, _reason in PLAN.pruned:
     logger.info(f"pruned {_cell.id}: {_reason}")

@@ -35,7 +35,7 @@ rule train_tokenizer:
     wildcard_constraints:
         tokenizer=r"bpe-\d+-[^/]+",
     conda:
-        "../envs/train.yaml"
+        TRAIN_ENV
     resources:
         **cpu_job_resources(),
     params:
@@ -57,7 +57,7 @@ rule prepare_model:
     wildcard_constraints:
         model=BUILT_MODELS,
     conda:
-        "../envs/train.yaml"
+        TRAIN_ENV
     resources:
         **cpu_job_resources(),
     params:

@@ -12,7 +12,7 @@ rule build_token_cache:
     benchmark:
         "logs/benchmarks/build_token_cache/{dataset}/{tokenizer}/seq{seq}.tsv"
     conda:
-        "../envs/train.yaml"
+        TRAIN_ENV
     resources:
         **cpu_job_resources(),
     params:

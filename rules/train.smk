@@ -13,7 +13,7 @@ rule train_cell:
     benchmark:
         f"logs/{RUN}/benchmarks/train_cell/{TRAIN_DIR}.tsv"
     conda:
-        "../envs/train.yaml"
+        TRAIN_ENV
     threads: cell_threads()
     resources:
         # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node

@@ -67,6 +67,12 @@ def sbatch_lines(output: str) -> dict[str, str]:
     return {re.search(r"--comment (\S+)", line)[1]: line for line in SBATCH.findall(output)}
 
 
+def job_comment(model: str, gpus: int) -> str:
+    """The plugin's job comment for a train_cell job: rule and wildcards joined by "_", the last wildcard being
+    the optional id segments (empty for these cells, hence the trailing "_")."""
+    return f"rule_train_cell_wildcards_{model}_ddp_{gpus}_full_fp32_2_64_"
+
+
 def summary(workdir: Path) -> dict[str, dict]:
     frame = pl.read_csv(workdir / "results" / RUN / "summary.csv", infer_schema_length=None)
     return {row["cell_id"]: row for row in frame.iter_rows(named=True)}
@@ -125,8 +131,7 @@ def test_preview_lists_cells_nodes_and_gpu_hours(cluster, repo, workdir):
 
 def test_sbatch_lines_ask_nodes_and_gpus_per_node(first_run):
     lines = sbatch_lines(first_run.stdout)
-    wildcards = "rule_train_cell_wildcards_tiny-llama_ddp_{}_full_fp32_2_64"
-    one, two, four = (lines[wildcards.format(g)] for g in (1, 2, 4))
+    one, two, four = (lines[job_comment("tiny-llama", g)] for g in (1, 2, 4))
     assert "--nodes=1 " in one and "--gres=gpu:1" in one and "--cpus-per-task=1" in one and "--mem 1024" in one
     assert "--nodes=1 " in two and "--gres=gpu:2" in two and "--cpus-per-task=2" in two and "--mem 2048" in two
     # 4 GPUs on 2-GPU nodes: whole nodes, GPUs per node, one task per node, cpus and memory per node
@@ -181,7 +186,7 @@ def test_rerun_submits_only_the_failed_cell(first_run, repo, workdir):
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     second = slurm_snakemake(repo, workdir)
     assert second.returncode == 0, second.stdout[-4000:]
-    assert list(sbatch_lines(second.stdout)) == ["rule_train_cell_wildcards_tiny-b_ddp_2_full_fp32_2_64"]
+    assert list(sbatch_lines(second.stdout)) == [job_comment("tiny-b", 2)]
     assert summary(workdir)[cell("tiny-b", 2)]["status"] == "ok"
 
 

@@ -1,0 +1,164 @@
+"""Each per-rule conda env, as `--sdm conda` builds it, runs its own rules. conda channels are not reachable
+from CI, so each env's pip section is installed as written (conda writes it to a requirements file and runs
+`pip install -r`) into a fresh venv, then its post-deploy hook (envs/install-ftbench.sh, the ftbench line)
+runs in it. Two checks per env:
+- with only that, every ftbench module its rules run imports (what a `shell:` rule's `python -m` gets);
+- with snakemake added (a `script:` rule's preamble finds the driver's snakemake), the real workflow runs in
+  stages from that env's interpreter, and each stage runs only rules that declare that env.
+"""
+
+import ast
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from conftest import share_torch_extensions
+from test_workflow import job_counts
+
+pytestmark = pytest.mark.envs
+
+RUN = "envs"
+# hardware.device: cpu, so TRAIN_ENV is the CPU build's env
+ENVS = ("hub", "train-cpu", "analysis")
+RULE = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule \w+:|\Z)", re.M | re.S)
+RULE_ENV = re.compile(r'conda:\s*\n\s*(?:"\.\./envs/([\w-]+)\.yaml"|(TRAIN_ENV))')
+
+
+def rule_envs(repo: Path) -> dict[str, str]:
+    """{rule: env name} from the rules' `conda:` directives."""
+    envs = {}
+    for smk in (repo / "rules").glob("*.smk"):
+        for name, body in RULE.findall(smk.read_text()):
+            literal, train = RULE_ENV.search(body).groups()
+            envs[name] = "train-cpu" if train else literal
+    return envs
+
+
+def rule_modules(repo: Path, rule: str) -> set[str]:
+    """The ftbench modules a rule runs: its shell's `python -m` module, or its script's ftbench imports."""
+    for smk in (repo / "rules").glob("*.smk"):
+        for name, body in RULE.findall(smk.read_text()):
+            if name != rule:
+                continue
+            if script := re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', body):
+                tree = ast.parse((repo / script[1]).read_text())
+                found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+                found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+                return {m for m in found if m.startswith("ftbench")}
+            return set(re.findall(r"python -m (ftbench[\w.]*)", body))
+    raise AssertionError(f"no rule {rule}")
+
+
+def env_python(venv: Path, *args: str, extra_env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """This env's python with its bin/ first on PATH, without PYTHONPATH (as Snakemake runs a conda job)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FTBENCH_SRC")}
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    env.update(extra_env or {})
+    return subprocess.run([str(venv / "bin" / "python"), *args], env=env, capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def venvs(repo, tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("envs")
+    made = {}
+    for name in ENVS:
+        venv = root / name
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        deps = yaml.safe_load((repo / "envs" / f"{name}.yaml").read_text())["dependencies"]
+        requirements = root / f"{name}.requirements.txt"
+        requirements.write_text("\n".join(next(d["pip"] for d in deps if isinstance(d, dict))) + "\n")
+        pip = env_python(venv, "-m", "pip", "install", "--quiet", "-r", str(requirements))
+        assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+        hook = subprocess.run(
+            ["bash", str(repo / "envs" / f"{name}.post-deploy.sh")],
+            env={**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"},
+            capture_output=True,
+            text=True,
+        )
+        assert hook.returncode == 0, hook.stderr
+        made[name] = venv
+    return made
+
+
+def test_each_env_imports_every_module_its_rules_run(repo, venvs):
+    by_env: dict[str, set[str]] = {}
+    for rule, env in rule_envs(repo).items():
+        by_env.setdefault(env, set()).update(rule_modules(repo, rule))
+    assert set(by_env) == set(ENVS)
+    assert "ftbench.launch" in by_env["train-cpu"] and "ftbench.compare" in by_env["analysis"]
+    for env, modules in by_env.items():
+        code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+        # FTBENCH_SRC as the Snakefile exports it to every job; no PYTHONPATH, as Snakemake runs conda jobs
+        run = env_python(venvs[env], "-c", code, *sorted(modules), extra_env={"FTBENCH_SRC": str(repo / "src")})
+        assert run.returncode == 0, f"env {env}: {run.stderr[-3000:]}"
+        # and without FTBENCH_SRC the env has no ftbench: the import above came from the checkout
+        bare = env_python(venvs[env], "-c", "import ftbench")
+        assert bare.returncode != 0 and "No module named 'ftbench'" in bare.stderr, env
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, hub):
+    work = tmp_path_factory.mktemp("envs-work")
+    config = {
+        "run_name": RUN,
+        "dataset": {"name": "support", "source": "builtin:customer_support", "num_rows": 300},
+        "models": [
+            {"name": "hub-llama", "source": "hf:acme/tiny-llama"},
+            {
+                "name": "tiny",
+                "source": "config:llama",
+                "tokenizer": "builtin:bpe-512",
+                "architecture": {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64},
+            },
+        ],
+        "matrix": {"strategies": ["ddp", "zero2"], "gpus": [1], "seq_len": [64]},
+        "hardware": {"device": "cpu"},
+        "batch_size_per_gpu": 2,
+        "steps": {"warmup": 1, "measure": 2, "eval": 1},
+        "generation": {"prompt_tokens": 8, "new_tokens": 4},
+        "report": {"readme": "README.md", "docs_dir": "docs"},
+    }
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "README.md").write_text("# envs run\n")
+    share_torch_extensions(work)
+    return work
+
+
+def stage(repo, venv: Path, work: Path, *args: str) -> dict[str, int]:
+    """The workflow from this env's interpreter; {rule: jobs} it ran."""
+    run = env_python(
+        venv,
+        *("-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(work)),
+        *("--profile", str(repo / "profiles" / "local"), "--configfile", str(work / "config.yaml")),
+        *args,
+        cwd=work,
+    )
+    assert run.returncode == 0, f"{venv.name}: {run.stdout[-3000:]}\n{run.stderr[-6000:]}"
+    return job_counts(run.stderr)
+
+
+def test_the_workflow_runs_each_envs_rules_from_that_env(repo, venvs, workdir, hub):
+    envs = rule_envs(repo)
+    for venv in venvs.values():  # the driver's snakemake, as a script rule's preamble finds it
+        pip = env_python(venv, "-m", "pip", "install", "--quiet", f"snakemake=={version('snakemake')}")
+        assert pip.returncode == 0, pip.stderr[-3000:]
+    ran = {
+        "hub": stage(repo, venvs["hub"], workdir, "--until", "download_model", "download_tokenizer", "prepare_dataset"),
+        "train-cpu": stage(repo, venvs["train-cpu"], workdir, "--until", "train_cell"),
+        "analysis": stage(repo, venvs["analysis"], workdir),
+    }
+    for env, jobs in ran.items():
+        assert jobs and all(envs[rule] == env for rule in jobs if rule != "all"), (env, jobs)
+    assert ran["train-cpu"]["train_cell"] == 4 and {"render_report", "aggregate_metrics"} <= set(ran["analysis"])
+    summary = pl.read_csv(workdir / "results" / RUN / "summary.csv", infer_schema_length=None)
+    assert summary["status"].to_list() == ["ok"] * 4, summary.select("cell_id", "status", "note")
+    compare = stage(
+        repo, venvs["analysis"], workdir, "compare", "--config", f"compare={{reference: results/{RUN}/summary.csv}}"
+    )
+    assert compare == {"compare": 1}
