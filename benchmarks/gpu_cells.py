@@ -21,8 +21,9 @@ from pathlib import Path
 
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench import aggregate, calibrate, tables
-from ftbench.config import Cell
+from ftbench.cell import Cell
+from ftbench.report import aggregate, tables
+from ftbench.train import calibrate
 
 STRATEGIES = ["ddp", "fsdp", "zero1", "zero2", "zero3"]
 FULL = {

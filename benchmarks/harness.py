@@ -1,7 +1,7 @@
 """What every benchmark shares: the sources it trains on and how it runs one cell.
 
-Everything goes through the code a workflow cell runs: builtin sources prepared by `ftbench.sources`, the
-packed cache by `ftbench.tokcache`, the job spec by `ftbench.matrix.job_spec`, and the cell itself by
+Everything goes through the code a workflow cell runs: builtin sources prepared by `ftbench.data.sources`, the
+packed cache by `ftbench.data.tokcache`, the job spec by `ftbench.plan.matrix.job_spec`, and the cell itself by
 `python -m ftbench.launch` (the train rule's launcher: torchrun, limits, failure records).
 """
 
@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ftbench import sources, tokcache
-from ftbench.config import Cell
-from ftbench.matrix import job_spec
+from ftbench.cell import Cell
+from ftbench.data import sources, tokcache
+from ftbench.plan.matrix import job_spec
 
 TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n{response}"
 
@@ -58,11 +58,20 @@ def prepare_model(work: Path, name: str, architecture: dict) -> Path:
 
 
 def run_cell(work: Path, spec: dict, model: Path, cache: Path, tag: str, threads: int = 1) -> dict:
-    """Run one cell through `ftbench.launch` (what the train rule runs) and return its metrics.json."""
+    """Run one cell through `python -m ftbench.launch` (what the train rule runs) and return its metrics.json."""
     out = work / "runs" / tag / "metrics.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     log = out.with_suffix(".log")
-    cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", str(spec["cell"]["gpus"]), "--log", str(log), "--"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ftbench.launch",
+        "--gpus",
+        str(spec["cell"]["gpus"]),
+        "--log",
+        str(log),
+        "--",
+    ]
     cmd += ["--spec", json.dumps(spec), "--model", str(model), "--cache", str(cache), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)

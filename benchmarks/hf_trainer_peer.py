@@ -17,7 +17,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
 
-from ftbench import tokcache
+from ftbench.data import tokcache
 
 
 class Blocks(torch.utils.data.Dataset):

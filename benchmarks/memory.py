@@ -22,8 +22,8 @@ from pathlib import Path
 
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench.config import Cell
-from ftbench.host_memory import Shape
+from ftbench.cell import Cell
+from ftbench.plan.host_memory import Shape
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
 SHARDED = {"fsdp", "zero3", "pipeline"}

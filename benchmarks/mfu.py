@@ -1,7 +1,7 @@
 """Hardware efficiency of one training cell: achieved FLOP/s / the machine's measured matmul ceiling.
 
 Runs a ~30M-parameter Llama-style cell at world size 1 through the real workflow code (builtin sources,
-token cache, `torchrun -m ftbench.train_cell`, `ftbench.calibrate`), fp32 and bf16, and prints MFU against
+token cache, `torchrun -m ftbench.train.job`, `ftbench.train.calibrate`), fp32 and bf16, and prints MFU against
 the ceiling measured on the same machine with the same threads.
 
     python benchmarks/mfu.py            # full: ~30M model, exits 1 if fp32 < 0.85 or bf16 < 0.70
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench import calibrate
-from ftbench.config import Cell
+from ftbench.cell import Cell
+from ftbench.train import calibrate
 
 TARGETS = {"fp32": 0.85, "bf16": 0.70}
 FULL = {

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench.config import Cell
-from ftbench.metrics import STARTUP_PHASES
+from ftbench.cell import Cell
+from ftbench.train.metrics import STARTUP_PHASES
 
 ARCH = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "intermediate_size": 128, "max_positions": 128}
 STRATEGIES = ["ddp", "fsdp", "zero1", "zero2", "zero3", "zero2_offload", "zero3_offload", "pipeline"]

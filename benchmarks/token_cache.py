@@ -1,7 +1,7 @@
 """Token cache (issue P3): building ftbench's packed cache vs the run_clm path of `datasets`, on the same
 corpus and tokenizer, and the cost of a cache hit.
 
-- ours: `ftbench.tokcache.build` end to end (read rows, render the template, batch-encode, pack with EOS,
+- ours: `ftbench.data.tokcache.build` end to end (read rows, render the template, batch-encode, pack with EOS,
   write the memmaps and the manifest);
 - peer: what `transformers/examples/pytorch/language-modeling/run_clm.py` does: `Dataset.map(tokenize,
   batched=True)` then `Dataset.map(group_texts, batched=True)`, default batch size, caching off, given the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from harness import TEMPLATE
 
-from ftbench import sources, tokcache
+from ftbench.data import sources, tokcache
 from ftbench.files import read_json
 
 SEQ = 512
@@ -114,7 +114,7 @@ def main() -> None:
         }
         hit, _ = timed(lambda: [tokcache.open_split(work / "cache-data-0", s) for s in tokcache.SPLITS])
     print(f"{rows} rows, bpe-8192, {SEQ}-token blocks, median of {repeats}")
-    print("| corpus | tokens | ftbench.tokcache.build (s) | datasets.map + group_texts (s) | speed-up | target |")
+    print("| corpus | tokens | ftbench.data.tokcache.build (s) | datasets.map + group_texts (s) | speed-up | target |")
     print("|---|---|---|---|---|---|")
     for name, r in results.items():
         target = ">= 3x" if name == "builtin corpus" else "-"

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
-from ftbench.config import Cell
+from ftbench.cell import Cell
 
 SEQ, BS, WARMUP, MEASURE = 128, 8, 3, 30
 # name: (architecture, target ratio, runs). A row's four loops run `runs` times, interleaved; each figure is

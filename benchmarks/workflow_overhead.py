@@ -3,8 +3,8 @@ README tables.
 
 - `snakemake -n` on a generated 1,000-cell ftbench matrix vs `snakemake -n` on a bare Snakefile with the same
   number of trivial jobs (same Snakemake, same machine): target <= 1.5x;
-- `ftbench.aggregate.collect` + write over 10,000 metrics.json files: target <= 2 s;
-- `ftbench.tables.render` of that summary: target <= 1 s.
+- `ftbench.report.aggregate.collect` + write over 10,000 metrics.json files: target <= 2 s;
+- `ftbench.report.tables.render` of that summary: target <= 1 s.
 
     python benchmarks/workflow_overhead.py            # full sizes, exits 1 when a target is missed
     python benchmarks/workflow_overhead.py --quick    # small sizes, proves the script works (CI), no gate
@@ -24,9 +24,9 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from ftbench import aggregate, tables
-from ftbench.config import Cell
-from ftbench.matrix import plan
+from ftbench.cell import Cell
+from ftbench.plan.matrix import plan
+from ftbench.report import aggregate, tables
 
 REPO = Path(__file__).resolve().parents[1]
 BARE_SNAKEFILE = """

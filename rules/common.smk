@@ -11,9 +11,8 @@ from snakemake.common.tbdstring import TBDString
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-from ftbench.config import (
-    CELL_PATTERN,
-    OPTIONS_WILDCARD,
+from ftbench.cell import CELL_PATTERN, OPTIONS_WILDCARD
+from ftbench.plan.config import (
     cell_timeout_s,
     is_download,
     local_path,
@@ -22,11 +21,11 @@ from ftbench.config import (
     tokenizer_id,
     tokenizer_source as tokenizer_source_of,
 )
-from ftbench.config_check import check_config, check_local_sources
-from ftbench.host_memory import cell_request_gb, model_shape
-from ftbench.matrix import check_pivots, job_spec, plan
-from ftbench.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
-from ftbench.sources import Render
+from ftbench.plan.config_check import check_config, check_local_sources
+from ftbench.plan.host_memory import cell_request_gb, model_shape
+from ftbench.plan.matrix import check_pivots, job_spec, plan
+from ftbench.launch.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
+from ftbench.data.sources import Render
 
 # every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
 check_config(config, workflow.basedir)
@@ -45,7 +44,7 @@ RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
-# the cell id (ftbench.config's grammar): its fixed part, then the optional segments of non-default fields
+# the cell id (ftbench.plan.config's grammar): its fixed part, then the optional segments of non-default fields
 CELL_DIR = f"{CELL_PATTERN}{{options}}"
 REPEATS = config["repeats"]
 # one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)
@@ -194,7 +193,7 @@ def declared(resources):
 
 
 def cell_resources():
-    """The Slurm resources of a training cell's job (ftbench.slurm.job_resources), each per GPU count; its
+    """The Slurm resources of a training cell's job (ftbench.launch.slurm.job_resources), each per GPU count; its
     host memory, unless hardware.host_memory_per_rank_gb fixes it, per cell (cell_mem_mb).
     """
     runtime = runtime_min(config["limits"]["cell_timeout_s"])
@@ -228,7 +227,7 @@ MODEL_TIMEOUTS = {name: cell_timeout_s(config, name) for name in MODELS}
 
 @per_job
 def cell_mem_mb(wildcards):
-    """What the cell's strategy holds on the host (ftbench.host_memory), from the model's config.json: known
+    """What the cell's strategy holds on the host (ftbench.plan.host_memory), from the model's config.json: known
     once the model is prepared or downloaded (Snakemake asks again just before it submits the job).
     """
     cell = cell_of(wildcards)
@@ -282,7 +281,7 @@ def compare_reference(wildcards):
 
 def rebuild_report():
     """Rebuild summary and README tables from what exists, failed and pending cells included."""
-    from ftbench.tables import rebuild
+    from ftbench.report.tables import rebuild
 
     rebuild(
         cells=list(CELLS),

@@ -15,5 +15,5 @@ rule compare:
         threshold=config["compare"]["threshold"],
         gate="--gate" if config["compare"]["gate"] else "",
     shell:
-        "python -m ftbench.compare {input.summary} {input.reference} --threshold {params.threshold}"
+        "python -m ftbench.report.compare {input.summary} {input.reference} --threshold {params.threshold}"
         " {params.gate} --out {output} > {log} 2>&1"

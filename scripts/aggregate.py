@@ -1,5 +1,6 @@
 # Shim for aggregate_metrics.
-from ftbench import aggregate, logs
+from ftbench import logs
+from ftbench.report import aggregate
 
 logs.to_file(snakemake.log[0])
 summary = aggregate.collect(

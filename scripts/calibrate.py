@@ -1,5 +1,6 @@
 # Shim for calibrate_device.
-from ftbench import calibrate, logs
+from ftbench import logs
+from ftbench.train import calibrate
 
 logs.to_file(snakemake.log[0])
 calibrate.calibrate(snakemake.params.device, snakemake.params.threads, snakemake.output.calibration)

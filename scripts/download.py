@@ -1,7 +1,8 @@
 # Shim for the download rules (download_dataset, download_tokenizer, download_model): one ftbench call each.
 from pathlib import Path
 
-from ftbench import download, logs
+from ftbench import logs
+from ftbench.data import download
 
 logs.to_file(snakemake.log[0])
 out_dir = Path(snakemake.output.manifest).parent

@@ -1,7 +1,7 @@
 # Shim for preview: print what the sweep asks of the cluster (nothing is submitted) and keep it in the log.
 from pathlib import Path
 
-from ftbench import preview
+from ftbench.plan import preview
 
 text = preview.render(
     snakemake.params.selected,

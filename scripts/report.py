@@ -1,5 +1,6 @@
 # Shim for render_report.
-from ftbench import logs, tables
+from ftbench import logs
+from ftbench.report import tables
 
 logs.to_file(snakemake.log[0])
 tables.publish(

@@ -1,7 +1,8 @@
 # Shim for the source rules (prepare_dataset, train_tokenizer, prepare_model): one ftbench call each.
 from pathlib import Path
 
-from ftbench import logs, sources
+from ftbench import logs
+from ftbench.data import sources
 
 logs.to_file(snakemake.log[0])
 out_dir = Path(snakemake.output.manifest).parent

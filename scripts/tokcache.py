@@ -1,8 +1,9 @@
 # Shim for build_token_cache.
 from pathlib import Path
 
-from ftbench import logs, tokcache
-from ftbench.sources import Render
+from ftbench import logs
+from ftbench.data import tokcache
+from ftbench.data.sources import Render
 
 logs.to_file(snakemake.log[0])
 tokcache.build(

@@ -27,7 +27,7 @@ def repo() -> Path:
 @pytest.fixture
 def test_config() -> dict:
     """The CI matrix (.test/config.yaml), validated with defaults filled, as the Snakefile sees it."""
-    from ftbench.config_check import validate
+    from ftbench.plan.config_check import validate
 
     with open(TEST_CONFIG) as f:
         return validate(yaml.safe_load(f), REPO)
@@ -149,7 +149,7 @@ def _tiny_model_repo(repo: Path, work: Path) -> dict:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from ftbench import sources
+    from ftbench.data import sources
 
     sources.prepare_dataset("builtin:customer_support", work / "data", num_rows=300, seed=0)
     sources.train_tokenizer("builtin:bpe-320", work / "data", sources.DEFAULT_TEMPLATE, work / "tok")

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ftbench import loop, tokcache
-from ftbench.config import Cell
-from ftbench.strategies import TrainEnv, build_trainer
-from ftbench.weights import Weights
+from ftbench.train import loop
+from ftbench.data import tokcache
+from ftbench.cell import Cell
+from ftbench.train.strategies import TrainEnv, build_trainer
+from ftbench.train.weights import Weights
 
 
 def held(trainer, strategy: str, full_params: int) -> dict:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import torch
 
-from ftbench import loop, methods, tokcache
-from ftbench.config import Cell
-from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw
-from ftbench.weights import init_adapters
+from ftbench.train import loop, methods
+from ftbench.data import tokcache
+from ftbench.cell import Cell
+from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw
+from ftbench.train.weights import init_adapters
 
 
 class OneProcess(DataParallelTrainer):

@@ -93,7 +93,7 @@ def test_each_env_imports_every_module_its_rules_run(repo, venvs):
     for rule, env in rule_envs(repo).items():
         by_env.setdefault(env, set()).update(rule_modules(repo, rule))
     assert set(by_env) == set(ENVS)
-    assert "ftbench.launch" in by_env["train-cpu"] and "ftbench.compare" in by_env["analysis"]
+    assert "ftbench.launch" in by_env["train-cpu"] and "ftbench.report.compare" in by_env["analysis"]
     for env, modules in by_env.items():
         code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
         # FTBENCH_SRC as the Snakefile exports it to every job; no PYTHONPATH, as Snakemake runs conda jobs

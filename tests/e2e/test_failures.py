@@ -16,7 +16,7 @@ import pytest
 import yaml
 from test_workflow import job_counts
 
-from ftbench import tables
+from ftbench.report import tables
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +98,7 @@ def rank_pid(model: str, rank: int) -> int | None:
     for proc in Path("/proc").iterdir():
         try:
             cmdline = (proc / "cmdline").read_bytes()
-            if b"ftbench.train_cell" not in cmdline or f"models/{model}".encode() not in cmdline:
+            if b"ftbench.train.job" not in cmdline or f"models/{model}".encode() not in cmdline:
                 continue
             env = (proc / "environ").read_bytes().split(b"\0")
         except (OSError, ValueError):

@@ -7,9 +7,9 @@ import polars as pl
 import pytest
 import yaml
 
-from ftbench import tables
-from ftbench.builtin_data import customer_support_rows
+from ftbench.data.builtin_data import customer_support_rows
 from ftbench.files import read_json, sha256_file
+from ftbench.report import tables
 
 pytestmark = pytest.mark.e2e
 

@@ -6,8 +6,8 @@ import polars as pl
 import pytest
 import yaml
 
-from ftbench import tables
 from ftbench.files import read_json
+from ftbench.report import tables
 
 pytestmark = pytest.mark.e2e
 

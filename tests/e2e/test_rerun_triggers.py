@@ -7,7 +7,7 @@ import pytest
 import yaml
 from test_workflow import job_counts
 
-from ftbench import tables
+from ftbench.report import tables
 
 pytestmark = pytest.mark.e2e
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ftbench import sources, tokcache
-from ftbench.config import Cell
-from ftbench.host_memory import Shape
-from ftbench.matrix import job_spec
+from ftbench.cell import Cell
+from ftbench.data import sources, tokcache
+from ftbench.plan.host_memory import Shape
+from ftbench.plan.matrix import job_spec
 
 pytestmark = [pytest.mark.e2e, pytest.mark.memory]
 
@@ -64,7 +64,15 @@ def cell(work):
             out = work / "runs" / "-".join(map(str, key)) / "metrics.json"
             out.parent.mkdir(parents=True)
             spec = spec_of(strategy, model, method)
-            cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", str(WORLD), "--log", str(out.with_suffix(".log"))]
+            cmd = [
+                sys.executable,
+                "-m",
+                "ftbench.launch",
+                "--gpus",
+                str(WORLD),
+                "--log",
+                str(out.with_suffix(".log")),
+            ]
             cmd += ["--cpu-memory-mb", str(int(cpu_memory_gb * 1024)), "--"]
             cmd += ["--spec", json.dumps(spec), "--model", str(work / model), "--cache", str(work / "cache")]
             # DeepSpeed's ops build into the session's TORCH_EXTENSIONS_DIR (tests/conftest.py)
@@ -141,7 +149,16 @@ def test_deepspeeds_ops_are_built_before_the_memory_limit(work, tmp_path):
     """The first ZeRO cell of a workflow builds DeepSpeed's ops (g++ inherits the rank's limits): they are
     runtime, built and loaded before a rank's budget starts, so a cell under a limit builds them too."""
     out = tmp_path / "metrics.json"
-    cmd = [sys.executable, "-m", "ftbench.launch", "--gpus", "2", "--log", str(tmp_path / "log"), "--cpu-memory-mb"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ftbench.launch",
+        "--gpus",
+        "2",
+        "--log",
+        str(tmp_path / "log"),
+        "--cpu-memory-mb",
+    ]
     cmd += ["300", "--", "--spec", json.dumps(spec_of("zero2_offload", "tiny", gpus=2)), "--model", str(work / "tiny")]
     cmd += ["--cache", str(work / "cache"), "--out", str(out)]
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "fresh_extensions")}  # nothing built yet

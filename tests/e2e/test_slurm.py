@@ -18,7 +18,8 @@ import polars as pl
 import pytest
 import yaml
 
-from ftbench import aggregate, slurm, tables
+from ftbench.launch import slurm
+from ftbench.report import aggregate, tables
 
 pytestmark = pytest.mark.slurm
 

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from ftbench import sources, tokcache
+from ftbench.data import sources, tokcache
 
 pytestmark = pytest.mark.e2e
 

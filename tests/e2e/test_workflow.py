@@ -7,7 +7,7 @@ import shutil
 import polars as pl
 import pytest
 
-from ftbench import tables
+from ftbench.report import tables
 
 pytestmark = pytest.mark.e2e
 

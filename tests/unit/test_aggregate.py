@@ -3,7 +3,7 @@ import json
 import polars as pl
 import pytest
 
-from ftbench import aggregate
+from ftbench.report import aggregate
 
 
 def write_metrics(runs, cell_id, **fields):

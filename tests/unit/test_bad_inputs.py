@@ -11,8 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from ftbench import aggregate, download, files, sources, tables, tokcache, train_cell
-from ftbench.config import Cell, ConfigError
+from ftbench import files
+from ftbench.cell import Cell
+from ftbench.data import download, sources, tokcache
+from ftbench.plan.config import ConfigError
+from ftbench.report import aggregate, tables
+from ftbench.train import job as train_cell
 
 TEMPLATE = "{instruction}\n{response}"
 RUN = "r"
@@ -178,7 +182,7 @@ def test_fewer_tokens_than_one_global_batch_names_the_cell_before_training(built
     with pytest.raises(ValueError, match=rf"cell {re.escape(cell.id)}: the train split has {blocks} blocks"):
         train_cell.check_inputs(cell, built / "model", built / "cache")
     # the check runs before the process group, model load or any training step
-    source = (SRC / "train_cell.py").read_text()
+    source = (SRC / "train" / "job.py").read_text()
     run = source[source.index("def run(") :]
     assert run.index("check_inputs(cell, model_dir, cache_dir)") < run.index("dist.init_process_group")
 
@@ -378,7 +382,7 @@ def test_unbalanced_markers_leave_readme_and_docs_untouched(work, broken, checks
 def test_compile_on_cpu_without_a_compiler_names_the_option(monkeypatch):
     import torch
 
-    from ftbench.strategies.base import TrainEnv, compile_requested
+    from ftbench.train.strategies.base import TrainEnv, compile_requested
 
     cell = Cell("m", "ddp", 1, "full", "fp32", 2, 16, 2)
     env = TrainEnv(0, 1, 0, torch.device("cpu"), 1e-3, 0.0, 1.0, {"ddp": {"compile": True}})

@@ -6,7 +6,7 @@ import struct
 import polars as pl
 import pytest
 
-from ftbench import charts
+from ftbench.report import charts
 
 BASE = {"method": "full", "precision": "fp32", "seq_len": 64, "batch_size_per_gpu": 2}
 

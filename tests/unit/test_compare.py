@@ -1,6 +1,6 @@
 import polars as pl
 
-from ftbench import compare
+from ftbench.report import compare
 
 
 def summary(tok_s=1000.0, mem=1.0, status="ok"):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ftbench.config import ConfigError
-from ftbench.config_check import check_config, key_path, validate
-from ftbench.matrix import plan
+from ftbench.plan.config import ConfigError
+from ftbench.plan.config_check import check_config, key_path, validate
+from ftbench.plan.matrix import plan
 
 
 def test_key_paths_read_like_yaml():

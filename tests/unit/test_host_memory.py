@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from ftbench import host_memory, sources
-from ftbench.config import Cell
-from ftbench.host_memory import Shape
+from ftbench.cell import Cell
+from ftbench.data import sources
+from ftbench.plan import host_memory
+from ftbench.plan.host_memory import Shape
 
 LLAMA_120M = Shape(hidden=768, layers=16, intermediate=2048, vocab=4096, heads=12, kv_heads=12)
 
@@ -103,7 +104,7 @@ def test_a_hub_model_before_its_download_has_no_shape_yet(test_config, tmp_path)
 def test_lora_adapters_counted_as_peft_places_them(family):
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-    from ftbench import methods
+    from ftbench.train import methods
 
     if family == "gpt2":
         cfg = GPT2Config(n_embd=32, n_layer=2, n_head=2, n_inner=64, n_positions=64, vocab_size=400)

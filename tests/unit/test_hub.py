@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from ftbench import download, sources, tokcache
-from ftbench.config import tokenizer_id
+from ftbench.data import download, sources, tokcache
 from ftbench.files import read_json, sha256_file
+from ftbench.plan.config import tokenizer_id
 
 MODEL = "hf:acme/tiny-llama"
 EXPECTED_MODEL_FILES = {
@@ -103,7 +103,7 @@ def test_a_repository_that_needs_a_token_says_how_to_give_one(hub, tmp_path):
 
 OFFLINE = """
 import sys
-from ftbench import download
+from ftbench.data import download
 try:
     print(download.download_dataset(sys.argv[1], sys.argv[2], split="train")["revision"])
 except download.SourceError as e:

@@ -2,8 +2,14 @@ import json
 
 import pytest
 
-from ftbench import limits
-from ftbench.launch import ACCOUNTED_MALLOC_TUNABLES, MALLOC_TUNABLES, rank_env, rank_exits, root_cause
+from ftbench.launch.launcher import (
+    ACCOUNTED_MALLOC_TUNABLES,
+    MALLOC_TUNABLES,
+    rank_env,
+    rank_exits,
+    root_cause,
+)
+from ftbench.train import limits
 
 
 def test_a_killed_rank_is_the_cause_not_the_broken_connection_its_peer_saw():
@@ -30,7 +36,7 @@ def test_a_rank_torchrun_stopped_before_it_could_report_is_not_the_cause():
 
 
 def test_the_agents_record_of_each_rank_is_read_per_node(tmp_path):
-    from ftbench.agent import exits
+    from ftbench.launch.agent import exits
 
     class Failure:  # what torch's ProcessFailure exposes
         def __init__(self, exitcode, local_rank):

@@ -6,9 +6,9 @@ import os
 import polars as pl
 import pytest
 
-from ftbench import download, sources, tokcache
-from ftbench.config import ConfigError, tokenizer_id
+from ftbench.data import download, sources, tokcache
 from ftbench.files import read_json, sha256_file
+from ftbench.plan.config import ConfigError, tokenizer_id
 
 ROWS = [
     {"instruction": "cancel order 1, please", "response": 'Open "Orders",\nthen Cancel.', "intent": "cancel"},

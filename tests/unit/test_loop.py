@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from ftbench import loop
-from ftbench.config import Cell
+from ftbench.cell import Cell
+from ftbench.train import loop
 
 
 class Shard:
@@ -43,7 +43,7 @@ def test_not_enough_data_for_one_global_batch_names_the_cell():
 
 
 def test_progress_lines_say_step_loss_throughput_and_time_left():
-    from ftbench.loop import ProgressLog
+    from ftbench.train.loop import ProgressLog
 
     every = ProgressLog(total_steps=4, tokens_per_step=1000, every_s=0.0)
     line = every.step_done(0, torch.tensor(2.5))

@@ -3,9 +3,10 @@ import re
 
 import pytest
 
-from ftbench.config import OPTIONS_WILDCARD, Cell, ConfigError, parse_cell_id
-from ftbench.config_check import validate
-from ftbench.matrix import job_spec, plan
+from ftbench.cell import OPTIONS_WILDCARD, Cell, parse_cell_id
+from ftbench.plan.config import ConfigError
+from ftbench.plan.config_check import validate
+from ftbench.plan.matrix import job_spec, plan
 
 
 @pytest.fixture
@@ -202,8 +203,8 @@ def test_compile_option_reaches_only_its_strategy(raw_test_config, repo):
 def test_schema_strategies_match_the_registry_and_traits(repo):
     import yaml
 
-    from ftbench.config import STRATEGY_TRAITS
-    from ftbench.strategies import STRATEGIES
+    from ftbench.registry import STRATEGY_TRAITS
+    from ftbench.train.strategies import STRATEGIES
 
     schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
     enum = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
@@ -227,10 +228,10 @@ def test_every_registered_strategy_resolves_to_an_apply_taking_its_arguments():
     import importlib
     import inspect
 
-    from ftbench.strategies import STRATEGIES
+    from ftbench.train.strategies import STRATEGIES
 
     for name, (module, kwargs) in STRATEGIES.items():
-        apply = importlib.import_module(f"ftbench.strategies.{module}").apply
+        apply = importlib.import_module(f"ftbench.train.strategies.{module}").apply
         try:
             inspect.signature(apply).bind(None, None, None, **kwargs)
         except TypeError as e:
@@ -242,8 +243,8 @@ def test_a_cell_imports_only_its_own_strategy_module():
     import sys
 
     probe = (
-        "import sys; import ftbench.train_cell; "
-        "print(sorted(m for m in sys.modules if m.startswith('ftbench.strategies.')))"
+        "import sys; import ftbench.train.job; "
+        "print(sorted(m for m in sys.modules if m.startswith('ftbench.train.strategies.')))"
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
-    assert out.strip() == "['ftbench.strategies.base']"
+    assert out.strip() == "['ftbench.train.strategies.base']"

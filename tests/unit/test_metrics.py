@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from ftbench import metrics
+from ftbench.train import metrics
 
 
 def test_throughput_counts_each_token_once_over_measured_steps():
@@ -85,7 +85,7 @@ def test_hardware_flops_add_one_forward_of_every_decoder_layer_when_recomputed()
 
 
 def test_flops_per_token_charges_frozen_weights_forward_and_input_grad():
-    from ftbench import methods
+    from ftbench.train import methods
 
     model = methods.apply(tiny_llama(), "lora", {"lora": {"r": 2}})
     out = metrics.flops_per_token(model, seq_len=8)
@@ -114,7 +114,7 @@ def test_datasheet_peaks_match_gpu_names_and_precisions():
 
 
 def test_calibration_times_square_matmuls_per_precision(tmp_path):
-    from ftbench import calibrate
+    from ftbench.train import calibrate
 
     out = calibrate.calibrate("cpu", 1, tmp_path / "c.json", size=128, reps=10)
     assert set(out["matmul"]) == {"fp32", "bf16"} and out["cpu_threads"] == 1

@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
-from ftbench import matrix
-from ftbench.config import Cell, ConfigError
+from ftbench.cell import Cell
+from ftbench.plan import matrix
+from ftbench.plan.config import ConfigError
 
 HEAVY = ("polars", "torch", "transformers", "altair", "deepspeed", "peft", "pandas", "numpy")
 
@@ -18,11 +19,30 @@ def test_the_modules_the_snakefile_imports_leave_the_heavy_stack_out(repo):
     modules = sorted(
         {m for path in sources for m in re.findall(r"^from (ftbench[\w.]*) import", path.read_text(), re.M)}
     )
-    assert "ftbench.matrix" in modules
+    assert "ftbench.plan.matrix" in modules
     heavy = f"sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})"
     probe = f"import sys; import {', '.join(modules)}; print({heavy})"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]", f"{modules} import {out.strip()}"
+
+
+# what each stage's modules may not import (its env lacks them, or planning must stay fast)
+STAGE_BANS = {
+    "plan": ("polars", "torch", "transformers", "altair", "deepspeed", "peft", "pandas", "numpy"),
+    "report": ("torch", "transformers", "deepspeed", "peft"),
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_BANS))
+def test_every_module_of_a_stage_leaves_out_what_it_must_not_import(repo, stage):
+    package = repo / "src" / "ftbench" / stage
+    modules = sorted(f"ftbench.{stage}.{p.stem}" for p in package.glob("*.py") if p.stem != "__init__")
+    assert len(modules) >= 5, modules
+    banned = STAGE_BANS[stage]
+    heavy = f"sorted(m for m in sys.modules if m.split('.')[0] in {banned!r})"
+    probe = f"import sys; import {', '.join(modules)}; print({heavy})"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]", f"ftbench.{stage} imports {out.strip()}"
 
 
 def test_the_pivot_check_accepts_summary_columns_and_names_the_bad_one():

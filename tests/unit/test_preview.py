@@ -1,5 +1,5 @@
-from ftbench.config import Cell
-from ftbench.preview import render
+from ftbench.cell import Cell
+from ftbench.plan.preview import render
 
 HW = {"gpus_per_node": 8}
 

@@ -2,7 +2,7 @@ import subprocess
 
 import torch
 
-from ftbench import provenance
+from ftbench.train import provenance
 
 
 def test_collect_names_versions_hardware_and_job(tmp_path):

@@ -1,6 +1,6 @@
 import pytest
 
-from ftbench import repeats, tables
+from ftbench.report import repeats, tables
 
 
 def run(tok_s, status="ok", mem=1.0):

@@ -6,8 +6,10 @@ import sys
 
 import pytest
 
-from ftbench import aggregate, launch, slurm
-from ftbench.config import ConfigError
+from ftbench.launch import launcher as launch
+from ftbench.launch import slurm
+from ftbench.plan.config import ConfigError
+from ftbench.report import aggregate
 
 HW = {"device": "cuda", "gpus_per_node": 8, "cpu_threads_per_rank": 4, "host_memory_per_rank_gb": 16}
 
@@ -61,7 +63,7 @@ def test_single_node_is_standalone_torchrun():
     assert slurm.torchrun_command("py", 4, 1, {}) == [
         "py",
         "-m",
-        "ftbench.agent",
+        "ftbench.launch.agent",
         "--standalone",
         "--nproc-per-node=4",
     ]
@@ -74,7 +76,7 @@ def test_multi_node_is_one_torchrun_per_node_with_rendezvous_on_the_first(monkey
     assert cmd[:5] == ["srun", "--kill-on-bad-exit=1", "--nodes=2", "--ntasks=2", "--ntasks-per-node=1"]
     # the node's task gets its 8 ranks x 4 threads: srun does not inherit the job's --cpus-per-task
     assert cmd[5] == "--cpus-per-task=32"
-    assert cmd[6:9] == ["py", "-m", "ftbench.slurm"]
+    assert cmd[6:9] == ["py", "-m", "ftbench.launch.slurm"]
     assert "--nproc-per-node=8" in cmd and "--nnodes=2" in cmd and "--rdzv-id=123456" in cmd
     port = 20000 + 123456 % 10000
     assert f"--rdzv-endpoint=gpu-a:{port}" in cmd
@@ -95,7 +97,7 @@ def test_node_torchrun_tells_torchrun_which_node_hosts_the_store(monkeypatch):
         assert seen["argv"] == [
             sys.executable,
             "-m",
-            "ftbench.agent",
+            "ftbench.launch.agent",
             f"--rdzv-conf=is_host={host}",
             f"--local-addr=n{node_id}",
             "--nnodes=2",

@@ -6,9 +6,10 @@ import re
 import pytest
 import yaml
 
-from ftbench.config import Cell, ConfigError, tokenizer_id, tokenizer_source
-from ftbench.config_check import check_local_sources, validate
-from ftbench.matrix import check_downloaded_model, plan
+from ftbench.cell import Cell
+from ftbench.plan.config import ConfigError, tokenizer_id, tokenizer_source
+from ftbench.plan.config_check import check_local_sources, validate
+from ftbench.plan.matrix import check_downloaded_model, plan
 
 LLAMA7 = "hf:meta-llama/Llama-2-7b-hf"
 

@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from ftbench import sources
-from ftbench.builtin_data import customer_support_rows
-from ftbench.config import ConfigError
+from ftbench.data import sources
+from ftbench.data.builtin_data import customer_support_rows
 from ftbench.files import read_json, sha256_file
+from ftbench.plan.config import ConfigError
 
 
 def test_builtin_rows_are_deterministic_and_bitext_shaped():

@@ -4,8 +4,9 @@ import polars as pl
 import pytest
 import yaml
 
-from ftbench import aggregate, matrix, tables
-from ftbench.config import ConfigError
+from ftbench.plan import matrix
+from ftbench.plan.config import ConfigError
+from ftbench.report import aggregate, tables
 
 BEGIN, END = tables.markers("r")
 README = "# Title\n\nhand-written intro\n\n{begin}\nold table\n{end}\n\n## After\ntrailing text, kept\n"
@@ -155,7 +156,7 @@ def test_a_pivot_naming_an_unknown_column_is_refused_with_the_choices():
 def test_readme_tables_equal_the_rendering_of_the_committed_summary(repo, config_file):
     """Hand-edited or stale README tables fail: the block between a run's markers must be, byte for byte,
     what its committed docs/<run>/summary.csv renders to with the run's config."""
-    from ftbench.config_check import validate
+    from ftbench.plan.config_check import validate
 
     config = validate(yaml.safe_load((repo / config_file).read_text()), repo)
     run, report = config["run_name"], config["report"]

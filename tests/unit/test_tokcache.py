@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ftbench import sources, tokcache
+from ftbench.data import sources, tokcache
 from ftbench.files import read_json
 
 

@@ -2,7 +2,8 @@ import shutil
 
 import pytest
 
-from ftbench import sources, tokcache, train_cell
+from ftbench.data import sources, tokcache
+from ftbench.train import job as train_cell
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from ftbench import methods, sources, weights
+from ftbench.data import sources
+from ftbench.train import methods, weights
 
 
 def test_a_range_of_elements_is_read_in_any_dtype_from_several_files(tmp_path):

@@ -1,6 +1,6 @@
 """The packed token cache: one per (dataset, tokenizer, seq_len), shared by every model using the tokenizer.
 
-Rows are rendered into documents (`ftbench.sources.Render`: the dataset's format and template),
+Rows are rendered into documents (`ftbench.data.sources.Render`: the dataset's format and template),
 batch-encoded with the fast tokenizer (a GPT-2 style byte-level BPE encodes each distinct line once, see
 `_SEGMENT`), joined with EOS between documents and cut into `seq_len` blocks (no padding). Documents are
 split into train/eval before packing, so no document straddles the two. Blocks live in raw numpy memmaps
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ftbench.data.sources import Render, load_rows, render_documents
 from ftbench.files import (
     HASH_BUDGET_BYTES,
     CorruptResource,
@@ -29,7 +30,6 @@ from ftbench.files import (
     verify_manifest,
     write_manifest,
 )
-from ftbench.sources import Render, load_rows, render_documents
 
 log = logging.getLogger(__name__)
 

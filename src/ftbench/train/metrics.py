@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ftbench.layers import decoder_layers
+from ftbench.train.layers import decoder_layers
 
 
 def sync(device: torch.device) -> None:

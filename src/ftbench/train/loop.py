@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ftbench.metrics import StepClock, mean_over_ranks, sync
-from ftbench.strategies.base import eager
+from ftbench.train.metrics import StepClock, mean_over_ranks, sync
+from ftbench.train.strategies.base import eager
 
-log = logging.getLogger("ftbench.loop")
+log = logging.getLogger("ftbench.train.loop")
 
 PROGRESS_EVERY_S = 10.0
 

@@ -18,7 +18,7 @@ import resource
 
 import torch
 
-from ftbench.metrics import proc_status_kib
+from ftbench.train.metrics import proc_status_kib
 
 OOM_MESSAGES = ("can't allocate memory", "out of memory", "defaultcpuallocator")
 

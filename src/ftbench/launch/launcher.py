@@ -23,16 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-from ftbench import agent, slurm
-from ftbench.config import STRATEGY_TRAITS, Cell
+from ftbench.cell import Cell
 from ftbench.files import atomic_write_json, read_json
+from ftbench.launch import agent, slurm
+from ftbench.registry import STRATEGY_TRAITS
 
 STATUS_OOM, STATUS_TIMEOUT, STATUS_FAILED = "oom", "timeout", "failed"
 FAILURE_FILE = "failure.json"
 JOB_FILE = "job.json"
 """Where and when the cell's job ran (the Slurm job id): how a job Slurm killed is traced afterwards."""
 EXITS_FILE = "exits-node{node}.json"
-"""How each failed rank ended, per node, as torchrun's agent recorded it (ftbench.agent)."""
+"""How each failed rank ended, per node, as torchrun's agent recorded it (ftbench.launch.agent)."""
 MARKERS = ("oom-rank*.json", "error-rank*.json", "exits-node*.json", FAILURE_FILE, JOB_FILE)
 LOG_TAIL_LINES = 40
 # glibc malloc, for the ranks: serve allocations up to 32 MiB from the heap and keep freed heap memory. Its
@@ -164,7 +165,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
     threads = spec["hardware"]["cpu_threads_per_rank"]
     torchrun = slurm.torchrun_command(sys.executable, gpus, nodes, env, threads)
-    cmd = [*torchrun, "-m", "ftbench.train_cell", *train_args]
+    cmd = [*torchrun, "-m", "ftbench.train.job", *train_args]
     env["FTBENCH_LAUNCH_T0"] = str(time.time())  # the cell's fixed cost is counted from here
     print("ftbench.launch:", " ".join(cmd[:12]), "...", flush=True)
     start = time.monotonic()

@@ -10,7 +10,7 @@ from typing import Protocol
 
 import torch
 
-from ftbench.weights import Weights
+from ftbench.train.weights import Weights
 
 
 @dataclass(frozen=True)

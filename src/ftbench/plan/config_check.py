@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 
-from ftbench.config import ConfigError, local_path
+from ftbench.plan.config import ConfigError, local_path
 
 SCHEMA = "schemas/config.schema.yaml"
 

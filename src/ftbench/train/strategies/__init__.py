@@ -1,6 +1,6 @@
 """Registry of parallelism strategies: a matrix value -> `apply(model, cell, env) -> Trainer`.
 
-A new strategy is one module plus one line here (and its traits in ftbench.config.STRATEGY_TRAITS);
+A new strategy is one module plus one line here (and its traits in ftbench.registry.STRATEGY_TRAITS);
 the loop never tests a strategy name. A cell imports only its own strategy's module: FSDP and pipelining
 pull in half a second each of torch.distributed imports that every other cell would pay at start-up.
 """
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import importlib
 
-from ftbench.strategies.base import TrainEnv, Trainer
+from ftbench.train.strategies.base import TrainEnv, Trainer
 
-STRATEGIES: dict[str, tuple[str, dict]] = {  # name: (module under ftbench.strategies, keyword arguments)
+STRATEGIES: dict[str, tuple[str, dict]] = {  # name: (module under ftbench.train.strategies, keyword arguments)
     "ddp": ("ddp", {}),
     "fsdp": ("fsdp", {}),
     "fsdp_offload": ("fsdp", {"offload": True}),
@@ -30,7 +30,7 @@ def load_strategy(name: str):
         module, _ = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"strategy {name!r} is not one of {sorted(STRATEGIES)}") from None
-    return importlib.import_module(f"ftbench.strategies.{module}")
+    return importlib.import_module(f"ftbench.train.strategies.{module}")
 
 
 def start_runtime(name: str) -> None:

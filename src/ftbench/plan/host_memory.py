@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ftbench.config import Cell, bpe_vocab_size, model_config, source_kind, tokenizer_source
+from ftbench.cell import Cell
 from ftbench.files import read_json
-from ftbench.slurm import gpu_gres
+from ftbench.launch.slurm import gpu_gres
+from ftbench.plan.config import bpe_vocab_size, model_config, source_kind, tokenizer_source
 
 GB = 2**30
 RUNTIME_GB = {"cpu": 1.0, "cuda": 4.0}
@@ -83,7 +84,7 @@ class Shape:
 
     def stage_params(self, stage: int, stages: int) -> int:
         """What pipeline stage `stage` of `stages` holds: its layers (split as evenly as possible, earlier
-        stages taking the remainder, as ftbench.strategies.pipeline does), the embedding table on the first,
+        stages taking the remainder, as ftbench.train.strategies.pipeline does), the embedding table on the first,
         the final norm and the head on the last."""
         base, extra = divmod(self.layers, stages)
         held = (base + (stage < extra)) * self.layer_params
@@ -96,7 +97,7 @@ class Shape:
 
     def lora_params(self, r: int) -> int:
         """LoRA adapters (A and B) of rank r on q, k, v and o of every layer (GPT-2: the fused qkv and the
-        output projection), as ftbench.methods places them."""
+        output projection), as ftbench.train.methods places them."""
         h, kv = self.hidden, self.kv_width
         if self.gpt2_positions:
             return self.layers * r * ((h + 3 * h) + (h + h))

@@ -11,18 +11,12 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
-from ftbench.config import (
-    STRATEGY_TRAITS,
-    SUMMARY_COLUMNS,
-    Cell,
-    ConfigError,
-    bpe_vocab_size,
-    source_kind,
-    tokenizer_source,
-)
+from ftbench.cell import Cell
+from ftbench.data.sources import max_positions
 from ftbench.files import read_json
-from ftbench.slurm import geometry
-from ftbench.sources import max_positions
+from ftbench.launch.slurm import geometry
+from ftbench.plan.config import SUMMARY_COLUMNS, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
+from ftbench.registry import STRATEGY_TRAITS
 
 
 @dataclass

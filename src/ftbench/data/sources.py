@@ -2,7 +2,7 @@
 
 Built-in kinds (no network): `builtin:customer_support` rows, `builtin:bpe-<vocab>` tokenizers trained on
 the dataset, and `config:llama` / `config:gpt2` models random-initialised from a few numbers. The hub and
-local kinds are fetched by `ftbench.download`; whatever the kind, `load_rows` reads a dataset directory and
+local kinds are fetched by `ftbench.data.download`; whatever the kind, `load_rows` reads a dataset directory and
 `render_documents` turns its rows into documents (`dataset.format`: columns, messages or text).
 """
 
@@ -16,8 +16,8 @@ import string
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from ftbench.config import ConfigError, bpe_vocab_size
 from ftbench.files import atomic_write_text, read_json, write_manifest
+from ftbench.plan.config import ConfigError, bpe_vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ EOS = "<|endoftext|>"
 
 def prepare_dataset(source: str, out_dir: str | Path, num_rows: int, seed: int) -> dict:
     """Materialise a dataset source as `data.jsonl` + manifest in `out_dir`."""
-    from ftbench.builtin_data import customer_support_rows
+    from ftbench.data.builtin_data import customer_support_rows
 
     if source != "builtin:customer_support":
         raise ConfigError(f"dataset.source: unsupported source {source!r}")

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import polars as pl
 
-from ftbench import slurm
-from ftbench.config import OPTIONAL_SEGMENTS, SUMMARY_COLUMNS, parse_cell_id
+from ftbench.cell import OPTIONAL_SEGMENTS, parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
-from ftbench.launch import FAILURE_FILE, JOB_FILE
+from ftbench.launch import slurm
+from ftbench.launch.launcher import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
+from ftbench.plan.config import SUMMARY_COLUMNS
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""torchrun with its ranks' exits on record: `python -m ftbench.agent <torchrun arguments>` runs the elastic
+"""torchrun with its ranks' exits on record: `python -m ftbench.launch.agent <torchrun arguments>` runs the elastic
 agent in this process, through torch.distributed.run's own parser and launcher, and when ranks fail writes
 how each ended (exit code, or signal) from the agent's `ChildFailedError` to `$FTBENCH_RANK_EXITS`.
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import polars as pl
 
-from ftbench import aggregate
-from ftbench.charts import KINDS, not_plotted, render_all
 from ftbench.files import atomic_write_bytes, atomic_write_text
+from ftbench.report import aggregate
+from ftbench.report.charts import KINDS, not_plotted, render_all
 
 log = logging.getLogger(__name__)
 

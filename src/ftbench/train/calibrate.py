@@ -10,9 +10,9 @@ import time
 
 import torch
 
-from ftbench import provenance
 from ftbench.files import atomic_write_json
-from ftbench.metrics import sync
+from ftbench.train import provenance
+from ftbench.train.metrics import sync
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, reps: int,
 
 
 def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: int = 10, budget_s: float = 4.0) -> dict:
-    from ftbench.train_cell import pick_device
+    from ftbench.train.job import pick_device
 
     device = pick_device(device_request, 0)
     if device.type == "cpu":

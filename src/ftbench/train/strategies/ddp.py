@@ -12,7 +12,7 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
+from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
 
 
 class DDPTrainer(DataParallelTrainer):

@@ -129,7 +129,7 @@ def empty_model(
     except ImportError:  # transformers 4.x
         from transformers.modeling_utils import no_init_weights
 
-    from ftbench import layers, methods
+    from ftbench.train import layers, methods
 
     config = AutoConfig.from_pretrained(model_dir)
 

@@ -15,9 +15,9 @@ import os
 import shutil
 from pathlib import Path
 
-from ftbench.config import local_path, parse_hf, source_kind
+from ftbench.data.sources import DATA_EXTENSIONS, TOKENIZER_FILES, max_positions, tokenizer_files
 from ftbench.files import read_json, write_manifest
-from ftbench.sources import DATA_EXTENSIONS, TOKENIZER_FILES, max_positions, tokenizer_files
+from ftbench.plan.config import local_path, parse_hf, source_kind
 
 log = logging.getLogger(__name__)
 

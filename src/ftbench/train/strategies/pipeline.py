@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.pipelining import PipelineStage, Schedule1F1B, ScheduleGPipe
 
-from ftbench.layers import decoder_layers
-from ftbench.strategies.base import TrainEnv, adamw, autocast
-from ftbench.weights import checkpoint_names
+from ftbench.train.layers import decoder_layers
+from ftbench.train.strategies.base import TrainEnv, adamw, autocast
+from ftbench.train.weights import checkpoint_names
 
 SCHEDULES = {"1F1B": Schedule1F1B, "GPipe": ScheduleGPipe}
 

@@ -16,12 +16,12 @@ from __future__ import annotations
 import deepspeed
 import torch
 
-from ftbench.layers import decoder_layers
-from ftbench.strategies.base import TrainEnv, adamw, greedy_generate
+from ftbench.train.layers import decoder_layers
+from ftbench.train.strategies.base import TrainEnv, adamw, greedy_generate
 
 
 def start_runtime(stage: int, offload: bool = False) -> None:
-    """DeepSpeed's part of the runtime, before the cell's memory budget starts (ftbench.limits): it joins
+    """DeepSpeed's part of the runtime, before the cell's memory budget starts (ftbench.train.limits): it joins
     torchrun's process group and loads its comm op, and with offload its CPU Adam op, each built with g++ the
     first time. A compiler under a rank's memory limit fails to build it."""
     deepspeed.init_distributed(dist_backend=None)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ftbench.config import Cell
-from ftbench.slurm import geometry, runtime_min
+from ftbench.cell import Cell
+from ftbench.launch.slurm import geometry, runtime_min
 
 
 def render(

@@ -11,8 +11,8 @@ import torch
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
 
-from ftbench.layers import decoder_layers
-from ftbench.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
+from ftbench.train.layers import decoder_layers
+from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
 
 
 class FSDPTrainer(DataParallelTrainer):

@@ -1,0 +1,1 @@
+"""Sources, downloads and the token cache."""

@@ -1,0 +1,1 @@
+"""Starting a cell: torchrun under the launcher, on one node or across Slurm nodes."""

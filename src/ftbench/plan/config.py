@@ -1,0 +1,148 @@
+"""Reading a validated config: models, sources, tokenizers and limits by name.
+
+The YAML is validated against schemas/config.schema.yaml by Snakemake (defaults filled in); the checks
+JSON Schema cannot express live in `ftbench.plan.matrix`. Everything here is plain data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+
+class ConfigError(ValueError):
+    """A config mistake; the message names the key and what is allowed."""
+
+
+def model_config(config: dict, name: str) -> dict:
+    """The `models[]` entry called `name`."""
+    for model in config["models"]:
+        if model["name"] == name:
+            return model
+    raise ConfigError(f"models: no model named {name!r}")
+
+
+SUMMARY_COLUMNS = (
+    "cell_id",
+    "model",
+    "strategy",
+    "gpus",
+    "method",
+    "precision",
+    "batch_size_per_gpu",
+    "seq_len",
+    "status",
+    "zero_stage",
+    "global_batch_size",
+    "grad_accum_steps",
+    "run_duration_s",
+    "startup_s",
+    "train_time_s",
+    "train_tokens_per_s",
+    "train_samples_per_s",
+    "step_time_p50_s",
+    "step_time_p95_s",
+    "inference_tokens_per_s",
+    "peak_memory_gb",
+    "peak_memory_kind",
+    "train_loss_avg",
+    "eval_loss",
+    "eval_perplexity",
+    "mfu_measured",
+    "mfu_datasheet",
+    "params_total",
+    "params_trainable",
+    "setup_peak_memory_gb",
+    "train_peak_memory_gb",
+    "activation_checkpointing",
+    "hfu_measured",
+)
+"""The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
+Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""
+
+
+def cell_timeout_s(config: dict, name: str) -> int:
+    """The wall-time limit of model `name`'s cells: its own `cell_timeout_s`, else `limits.cell_timeout_s`."""
+    return model_config(config, name).get("cell_timeout_s", config["limits"]["cell_timeout_s"])
+
+
+MODEL_BUILD_KEYS = ("name", "source", "architecture", "tokenizer")
+"""What decides a prepared model's files; batch overrides do not (they must not re-build the model)."""
+
+
+def model_build_config(config: dict, name: str) -> dict:
+    return {k: v for k, v in model_config(config, name).items() if k in MODEL_BUILD_KEYS}
+
+
+DEFAULT_TOKENIZER = "builtin:bpe-2048"
+"""The tokenizer of a `config:` model that names none."""
+
+DOWNLOAD_KINDS = ("hf", "local")
+"""Source kinds fetched by the download rules (on the submitting host), as opposed to built ones."""
+
+
+def source_kind(source: str) -> str:
+    """`hf`, `local`, `builtin` or `config`: the part before the first colon."""
+    return source.partition(":")[0]
+
+
+def is_download(source: str) -> bool:
+    return source_kind(source) in DOWNLOAD_KINDS
+
+
+def parse_hf(source: str) -> tuple[str, str | None]:
+    """`hf:<repo_id>[@revision]` -> (repo_id, revision or None)."""
+    kind, _, spec = source.partition(":")
+    repo_id, _, revision = spec.partition("@")
+    if kind != "hf" or not repo_id:
+        raise ConfigError(f"source {source!r} is not hf:<repo_id>[@revision]")
+    return repo_id, revision or None
+
+
+def local_path(source: str) -> str:
+    """The path of a `local:<path>` source (relative paths: to the working directory)."""
+    kind, _, path = source.partition(":")
+    if kind != "local" or not path:
+        raise ConfigError(f"source {source!r} is not local:<path>")
+    return path
+
+
+def tokenizer_source(model: dict) -> str:
+    """A model's tokenizer source: `tokenizer` when set, else the model's own (hf/local) or the builtin BPE."""
+    if model.get("tokenizer"):
+        return model["tokenizer"]
+    return model["source"] if is_download(model["source"]) else DEFAULT_TOKENIZER
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "x"
+
+
+def tokenizer_id(config: dict, model: dict) -> str:
+    """Directory name of a model's tokenizer; models that name the same tokenizer share one token cache.
+
+    A builtin BPE is trained on the dataset, so its id carries the dataset name. A hub tokenizer is
+    `hf--<org>--<repo>[--<revision>]`; a local one `local--<dir name>-<hash of the path>`.
+    """
+    source = tokenizer_source(model)
+    kind, _, spec = source.partition(":")
+    if kind == "builtin":
+        return f"{spec}-{config['dataset']['name']}"
+    if kind == "hf":
+        repo_id, revision = parse_hf(source)
+        parts = [kind, *repo_id.split("/"), *([revision] if revision else [])]
+        return "--".join(_safe(p) for p in parts)
+    if kind == "local":
+        path = os.path.normpath(local_path(source))
+        digest = hashlib.sha256(path.encode("utf-8")).hexdigest()[:8]
+        return f"local--{_safe(os.path.basename(path))}-{digest}"
+    raise ConfigError(f"models[{model['name']}].tokenizer: unsupported source {source!r}")
+
+
+def bpe_vocab_size(tokenizer_source: str) -> int:
+    """Vocabulary size of a `builtin:bpe-<vocab>` tokenizer source."""
+    m = re.fullmatch(r"builtin:bpe-(\d+)", tokenizer_source)
+    if not m:
+        raise ConfigError(f"tokenizer: {tokenizer_source!r} is not builtin:bpe-<vocab>")
+    return int(m.group(1))

@@ -1,0 +1,1 @@
+"""From metrics.json files to the summary, tables, charts and comparisons. Imports no torch."""

@@ -1,0 +1,1 @@
+"""One cell's training job: its program, loop, measurements, limits and strategies."""
