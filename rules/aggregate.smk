@@ -3,10 +3,10 @@
 rule aggregate_metrics:
     input:
         metrics=[metrics_file(cell_id) for cell_id in SELECTED],
-        calibration=f"{RUN_DIR}/calibration.json",
+        calibration=REPORT.calibration,
     output:
-        parquet=f"{RUN_DIR}/summary.parquet",
-        csv=f"{RUN_DIR}/summary.csv",
+        parquet=REPORT.parquet,
+        csv=REPORT.csv,
     log:
         f"logs/{RUN}/aggregate_metrics.log",
     benchmark:

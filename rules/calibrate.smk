@@ -4,7 +4,7 @@
 
 rule calibrate_device:
     output:
-        calibration=f"{RUN_DIR}/calibration.json",
+        calibration=REPORT.calibration,
     log:
         f"logs/{RUN}/calibrate_device.log",
     benchmark:

@@ -2,7 +2,7 @@
 # under docs/ beside the summary and registered for `snakemake --report report.html` (a category per model).
 rule render_charts:
     input:
-        summary=f"{RUN_DIR}/summary.csv",
+        summary=REPORT.csv,
     output:
         throughput=report(
             f"{CHARTS_DIR}/{{model}}/throughput.png",

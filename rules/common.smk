@@ -26,6 +26,7 @@ from ftbench.plan.host_memory import cell_request_gb, model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
 from ftbench.launch.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
 from ftbench.data.sources import Render
+from ftbench.report.paths import ReportPaths
 
 # every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
 check_config(config, workflow.basedir)
@@ -50,7 +51,9 @@ REPEATS = config["repeats"]
 # one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)
 TRAIN_DIR = os.path.join(CELL_DIR, "repeat-{repeat}") if REPEATS > 1 else CELL_DIR
 EXTENSIONS_DIR = "resources/torch_extensions"
-CHARTS_DIR = f"{config['report']['docs_dir']}/{RUN}/charts"
+# the report chain's files (summary, tables, charts, calibration), for the rules and onerror alike
+REPORT = ReportPaths.of_run(RUN, config["report"]["docs_dir"])
+CHARTS_DIR = REPORT.charts_dir
 CALIBRATION_TIMEOUT_S = 600
 # the training rules' conda env: PyTorch's CPU build when the cells run on the CPU (envs/train-cpu.yaml)
 TRAIN_ENV = (
@@ -112,9 +115,9 @@ def all_targets():
     """
     return [
         *(metrics_file(cell_id) for cell_id in SELECTED),
-        f"{RUN_DIR}/summary.parquet",
-        f"{RUN_DIR}/calibration.json",
-        f"{RUN_DIR}/tables.md",
+        REPORT.parquet,
+        REPORT.calibration,
+        REPORT.tables_md,
     ]
 
 
@@ -287,13 +290,8 @@ def rebuild_report():
         cells=list(CELLS),
         metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
         pruned={cell.id: reason for cell, reason in PLAN.pruned},
-        calibration=f"{RUN_DIR}/calibration.json",
-        parquet=f"{RUN_DIR}/summary.parquet",
-        csv=f"{RUN_DIR}/summary.csv",
-        docs_summary=f"{config['report']['docs_dir']}/{RUN}/summary.csv",
+        paths=REPORT,
         readme=config["report"]["readme"],
-        tables_md=f"{RUN_DIR}/tables.md",
         run_name=RUN,
-        charts_dir=CHARTS_DIR,
         pivots=config["report"]["pivots"],
     )

@@ -2,7 +2,7 @@
 # ratios per cell with changes beyond compare.threshold flagged; with compare.gate a regression fails it.
 rule compare:
     input:
-        summary=f"{RUN_DIR}/summary.csv",
+        summary=REPORT.csv,
         reference=compare_reference,
     output:
         f"{RUN_DIR}/compare.md",

@@ -4,12 +4,12 @@
 
 rule render_report:
     input:
-        summary=f"{RUN_DIR}/summary.csv",
+        summary=REPORT.csv,
         readme=config["report"]["readme"],
         charts=[f"{CHARTS_DIR}/{model}/throughput.png" for model in MODELS],
     output:
-        docs_summary=f"{config['report']['docs_dir']}/{RUN}/summary.csv",
-        tables=f"{RUN_DIR}/tables.md",
+        docs_summary=REPORT.docs_summary,
+        tables=REPORT.tables_md,
     log:
         f"logs/{RUN}/render_report.log",
     benchmark:

@@ -16,6 +16,7 @@ from ftbench.cell import Cell
 from ftbench.data import download, sources, tokcache
 from ftbench.plan.config import ConfigError
 from ftbench.report import aggregate, tables
+from ftbench.report.paths import ReportPaths
 from ftbench.train import job as train_cell
 
 TEMPLATE = "{instruction}\n{response}"
@@ -337,10 +338,12 @@ def test_rebuild_with_a_corrupt_metrics_json_keeps_every_result(work, checksums)
     path.write_bytes(path.read_bytes()[:40])
     runs_before = {k: v for k, v in checksums(work).items() if k.startswith(f"results/{RUN}/runs/")}
     res = work / "results" / RUN
-    tables.rebuild(
-        CELLS, metrics_files(work), {}, res / "calibration.json", res / "summary.parquet", res / "summary.csv",
-        work / "docs" / RUN / "summary.csv", work / "README.md", res / "tables.md", RUN,
+    docs = work / "docs" / RUN
+    paths = ReportPaths(
+        *(str(res / name) for name in ("calibration.json", "summary.parquet", "summary.csv")),
+        str(docs / "summary.csv"), str(res / "tables.md"), str(docs / "charts"),
     )  # fmt: skip
+    tables.rebuild(CELLS, metrics_files(work), {}, paths, work / "README.md", RUN)
     assert {k: v for k, v in checksums(work).items() if k.startswith(f"results/{RUN}/runs/")} == runs_before
     readme = (work / "README.md").read_text()
     assert "| failed |" in readme and "| ok |" in readme and readme.startswith("# notes\n\nby hand\n")

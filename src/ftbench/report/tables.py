@@ -14,6 +14,7 @@ import polars as pl
 from ftbench.files import atomic_write_bytes, atomic_write_text
 from ftbench.report import aggregate
 from ftbench.report.charts import KINDS, not_plotted, render_all
+from ftbench.report.paths import ReportPaths
 
 log = logging.getLogger(__name__)
 
@@ -216,25 +217,11 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str, charts_
     atomic_write_text(tables_md, block)
 
 
-def rebuild(
-    cells,
-    metrics_files,
-    pruned,
-    calibration,
-    parquet,
-    csv,
-    docs_summary,
-    readme,
-    tables_md,
-    run_name,
-    charts_dir=None,
-    pivots=(),
-):
+def rebuild(cells, metrics_files, pruned, paths: ReportPaths, readme, run_name, pivots=()):
     """Summary, charts and README tables from whatever results exist (the onerror handler after
     --keep-going): failed cells show as failed, cells that never ran as pending."""
-    calibration = calibration if Path(calibration).exists() else None
+    calibration = paths.calibration if Path(paths.calibration).exists() else None
     frame = aggregate.collect(cells, metrics_files, pruned, calibration)
-    aggregate.write(frame, parquet=parquet, csv=csv)
-    if charts_dir is not None:
-        render_all(pl.read_csv(csv, infer_schema_length=None), charts_dir)
-    publish(csv, docs_summary, readme, tables_md, run_name, charts_dir, pivots)
+    aggregate.write(frame, parquet=paths.parquet, csv=paths.csv)
+    render_all(pl.read_csv(paths.csv, infer_schema_length=None), paths.charts_dir)
+    publish(paths.csv, paths.docs_summary, readme, paths.tables_md, run_name, paths.charts_dir, pivots)
