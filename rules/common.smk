@@ -26,6 +26,7 @@ from ftbench.plan.host_memory import cell_request_gb, model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
 from ftbench.launch.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
 from ftbench.data.sources import Render
+from ftbench.record import METRICS_FILE
 from ftbench.report.paths import ReportPaths
 
 # every mistake by its key path (unknown keys with the nearest valid one): a ConfigError stops here
@@ -105,7 +106,7 @@ def local_input(source):
 
 
 def metrics_file(cell_id):
-    return f"{RUN_DIR}/runs/{cell_id}/metrics.json"
+    return f"{RUN_DIR}/runs/{cell_id}/{METRICS_FILE}"
 
 
 def all_targets():

@@ -5,11 +5,11 @@ if REPEATS > 1:
     rule merge_repeats:
         input:
             runs=lambda wildcards: [
-                f"{RUN_DIR}/runs/{CELL_DIR.format(**wildcards)}/repeat-{r}/metrics.json"
+                f"{RUN_DIR}/runs/{CELL_DIR.format(**wildcards)}/repeat-{r}/{METRICS_FILE}"
                 for r in range(REPEATS)
             ],
         output:
-            metrics=f"{RUN_DIR}/runs/{CELL_DIR}/metrics.json",
+            metrics=f"{RUN_DIR}/runs/{CELL_DIR}/{METRICS_FILE}",
         log:
             f"logs/{RUN}/merge_repeats/{CELL_DIR}.log",
         localrule: True

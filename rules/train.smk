@@ -7,7 +7,7 @@ rule train_cell:
         model="resources/models/{model}/manifest.json",
         cache=train_cache_input(),
     output:
-        metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/metrics.json",
+        metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/{METRICS_FILE}",
     log:
         f"logs/{RUN}/train_cell/{TRAIN_DIR}.log",
     benchmark:

@@ -23,18 +23,25 @@ import sys
 import time
 from pathlib import Path
 
+from ftbench import record
 from ftbench.cell import Cell
 from ftbench.files import atomic_write_json, read_json
 from ftbench.launch import agent, slurm
+from ftbench.record import (
+    EXITS_FILE,
+    FAILURE_FILE,
+    JOB_FILE,
+    RANK_ERROR_FILE,
+    RANK_OOM_FILE,
+    STATUS_FAILED,
+    STATUS_OOM,
+    STATUS_TIMEOUT,
+)
 from ftbench.registry import STRATEGY_TRAITS
 
-STATUS_OOM, STATUS_TIMEOUT, STATUS_FAILED = "oom", "timeout", "failed"
-FAILURE_FILE = "failure.json"
-JOB_FILE = "job.json"
-"""Where and when the cell's job ran (the Slurm job id): how a job Slurm killed is traced afterwards."""
-EXITS_FILE = "exits-node{node}.json"
-"""How each failed rank ended, per node, as torchrun's agent recorded it (ftbench.launch.agent)."""
-MARKERS = ("oom-rank*.json", "error-rank*.json", "exits-node*.json", FAILURE_FILE, JOB_FILE)
+MARKERS = tuple(
+    name.format(rank="*", node="*") for name in (RANK_OOM_FILE, RANK_ERROR_FILE, EXITS_FILE, FAILURE_FILE, JOB_FILE)
+)
 LOG_TAIL_LINES = 40
 # glibc malloc, for the ranks: serve allocations up to 32 MiB from the heap and keep freed heap memory. Its
 # defaults return a step's freed activations to the OS (munmap, heap trimming), and the next step
@@ -51,8 +58,7 @@ KILL_GRACE_S = 10
 
 
 def cell_fields(spec: dict) -> dict:
-    cell = Cell(**spec["cell"])
-    return {"cell_id": cell.id, "run_name": spec["run_name"], **cell.all_fields(), "zero_stage": cell.zero_stage}
+    return record.header(Cell(**spec["cell"]), spec["run_name"])
 
 
 def group_alive(pgid: int) -> bool:
@@ -104,9 +110,9 @@ def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> list[str]:
 def rank_exits(cell_dir: Path) -> dict[int, str]:
     """How each failed rank ended, from the agents' records: a signal name or "exit code N"."""
     ended = {}
-    for path in sorted(cell_dir.glob("exits-node*.json")):
-        for rank, record in read_json(path).items():
-            ended[int(rank)] = record["signal"] or f"exit code {record['exitcode']}"
+    for path in sorted(cell_dir.glob(EXITS_FILE.format(node="*"))):
+        for rank, exit_ in read_json(path).items():
+            ended[int(rank)] = exit_["signal"] or f"exit code {exit_['exitcode']}"
     return ended
 
 
@@ -203,7 +209,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         signal.signal(sig, handler)
     if returncode == 0 and out.exists():
         return 0
-    ooms = sorted(cell_dir.glob("oom-rank*.json"))
+    ooms = sorted(cell_dir.glob(RANK_OOM_FILE.format(rank="*")))
     if ooms:
         first = read_json(ooms[0])
         atomic_write_json(
@@ -218,10 +224,10 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         )
         print(f"ftbench.launch: rank {first['rank']} ran out of memory in {first['phase']}: status oom")
         return 0
-    errors = [read_json(p) for p in sorted(cell_dir.glob("error-rank*.json"))]
+    errors = [read_json(p) for p in sorted(cell_dir.glob(RANK_ERROR_FILE.format(rank="*")))]
     tail = log_tail(log)
     error_type, error = root_cause(gpus, errors, rank_exits(cell_dir), returncode)
-    record = {
+    failure = {
         **cell_fields(spec),
         "status": STATUS_FAILED,
         "returncode": returncode,
@@ -231,7 +237,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         "rank_errors": errors,
         "log_tail": tail,
     }
-    atomic_write_json(cell_dir / FAILURE_FILE, record)
+    atomic_write_json(cell_dir / FAILURE_FILE, failure)
     print(f"ftbench.launch: cell failed (torchrun exit {returncode}); see {cell_dir / FAILURE_FILE}")
     return 1
 

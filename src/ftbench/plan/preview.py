@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ftbench.cell import Cell
 from ftbench.launch.slurm import geometry, runtime_min
+from ftbench.record import METRICS_FILE
 
 
 def render(
@@ -27,7 +28,7 @@ def render(
     todo_gpu_h, todo, peak_nodes = 0.0, 0, 0
     for cell in selected:
         shape = geometry(cell.gpus, hardware["gpus_per_node"])
-        done = (Path(run_dir) / "runs" / cell.id / "metrics.json").exists()
+        done = (Path(run_dir) / "runs" / cell.id / METRICS_FILE).exists()
         limit_h = runtime_min(model_timeouts.get(cell.model, timeout_s)) / 60
         gpu_h = cell.gpus * limit_h * repeats
         if not done:

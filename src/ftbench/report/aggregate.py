@@ -16,16 +16,20 @@ import polars as pl
 from ftbench.cell import OPTIONAL_SEGMENTS, parse_cell_id
 from ftbench.files import atomic_write_bytes, read_json
 from ftbench.launch import slurm
-from ftbench.launch.launcher import FAILURE_FILE, JOB_FILE
 from ftbench.peaks import datasheet_peak
 from ftbench.plan.config import SUMMARY_COLUMNS
+from ftbench.record import (
+    FAILURE_FILE,
+    JOB_FILE,
+    RESULT_STATUSES,
+    STATUS_FAILED,
+    STATUS_PENDING,
+    STATUS_PRUNED,
+    STATUS_TIMEOUT,
+)
 
 log = logging.getLogger(__name__)
 
-STATUS_PENDING = "pending"
-STATUS_PRUNED = "pruned"
-STATUS_FAILED = "failed"
-STATUS_TIMEOUT = "timeout"
 
 SLURM_STATES = {
     # Slurm ended the job before the launcher could record anything: what the row says
@@ -65,10 +69,6 @@ def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
         **{segment.field: parts[segment.field] for segment in OPTIONAL_SEGMENTS},
         "status": status,
     }
-
-
-RESULT_STATUSES = ("ok", "oom", STATUS_TIMEOUT)
-"""The statuses a metrics.json records (failed, pruned and pending rows have none)."""
 
 
 def read_metrics(path: str | Path) -> tuple[dict | None, str | None]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ftbench import record
 from ftbench.files import atomic_write_bytes, atomic_write_text
 from ftbench.report import aggregate
 from ftbench.report.charts import KINDS, not_plotted, render_all
@@ -25,12 +26,12 @@ def markers(run_name: str) -> tuple[str, str]:
 
 
 STATUS_LABELS = {
-    "ok": "ok",
-    "oom": "OOM",
-    "timeout": "timeout",
-    "failed": "failed",
-    "pending": "pending",
-    "pruned": "pruned",
+    record.STATUS_OK: "ok",
+    record.STATUS_OOM: "OOM",
+    record.STATUS_TIMEOUT: "timeout",
+    record.STATUS_FAILED: "failed",
+    record.STATUS_PENDING: "pending",
+    record.STATUS_PRUNED: "pruned",
 }
 
 
@@ -152,8 +153,8 @@ def pivot_table(frame: pl.DataFrame, pivot: dict) -> str:
         "| " + " | ".join([*keys, *(f"{on} {h}" for h in heads)]) + " |",
         "|" + "|".join("---" for _ in [*keys, *heads]) + "|",
     ]
-    for record in wide.iter_rows(named=True):
-        cells = [str(record[k]) for k in keys] + [_fmt(record[h], digits, thousands=True) for h in heads]
+    for row in wide.iter_rows(named=True):
+        cells = [str(row[k]) for k in keys] + [_fmt(row[h], digits, thousands=True) for h in heads]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join([title, "", *lines, "", f"{value} (median of ok cells)."])
 

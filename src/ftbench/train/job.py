@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from ftbench import record
 from ftbench.cell import Cell
 from ftbench.data import tokcache
 from ftbench.files import atomic_write_json, read_json, verify_manifest
@@ -29,7 +30,6 @@ from ftbench.train.weights import Weights
 
 log = logging.getLogger("ftbench.train.job")
 
-STATUS_OK = "ok"
 EXIT_OOM = 3
 
 
@@ -184,11 +184,8 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     throughput = metrics.throughput(cell.tokens_per_step, cell.global_batch_size, trained["step_times_s"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {
-        "status": STATUS_OK,
-        "cell_id": cell.id,
-        "run_name": spec["run_name"],
-        **cell.all_fields(),
-        "zero_stage": cell.zero_stage,
+        "status": record.STATUS_OK,
+        **record.header(cell, spec["run_name"]),
         "grad_accum_steps": cell.grad_accum_steps,
         "tokens_per_step": cell.tokens_per_step,
         "warmup_steps": steps["warmup"],
@@ -234,10 +231,10 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
 
 def report_failure(cell_dir: Path, rank: int, error: BaseException, progress: dict) -> None:
     """What this rank saw: `oom-rank<r>.json` for running out of memory, else `error-rank<r>.json`."""
-    kind = "oom" if limits.is_oom(error) else "error"
+    name = record.RANK_OOM_FILE if limits.is_oom(error) else record.RANK_ERROR_FILE
     log.error("rank %d failed in %s: %s: %s", rank, progress.get("phase"), type(error).__name__, error)
     atomic_write_json(
-        cell_dir / f"{kind}-rank{rank}.json",
+        cell_dir / name.format(rank=rank),
         {
             "rank": rank,
             "phase": progress.get("phase"),
