@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 
-from ftbench.registry import STRATEGY_TRAITS
+from ftbench.registry import STRATEGIES
 
 CELL_PATTERN = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 """The cell id's fixed part; also the directory of the cell under results/<run_name>/runs/. Optional fields
@@ -72,11 +72,11 @@ class Cell:
     @property
     def data_parallel_size(self) -> int:
         """Ranks that read different samples: every rank, or one shard for the whole pipeline."""
-        return self.gpus if STRATEGY_TRAITS[self.strategy].data_parallel else 1
+        return self.gpus if STRATEGIES[self.strategy].data_parallel else 1
 
     @property
     def zero_stage(self) -> int | None:
-        return STRATEGY_TRAITS[self.strategy].zero_stage
+        return STRATEGIES[self.strategy].zero_stage
 
     @property
     def grad_accum_steps(self) -> int:

@@ -203,12 +203,11 @@ def test_compile_option_reaches_only_its_strategy(raw_test_config, repo):
 def test_schema_strategies_match_the_registry_and_traits(repo):
     import yaml
 
-    from ftbench.registry import STRATEGY_TRAITS
-    from ftbench.train.strategies import STRATEGIES
+    from ftbench.registry import STRATEGIES
 
     schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())
     enum = schema["properties"]["matrix"]["properties"]["strategies"]["items"]["enum"]
-    assert set(enum) == set(STRATEGIES) == set(STRATEGY_TRAITS)
+    assert enum == list(STRATEGIES) and all(name == row.name for name, row in STRATEGIES.items())
 
 
 def test_select_runs_a_subset_and_keeps_the_whole_plan(test_config):
@@ -228,9 +227,9 @@ def test_every_registered_strategy_resolves_to_an_apply_taking_its_arguments():
     import importlib
     import inspect
 
-    from ftbench.train.strategies import STRATEGIES
+    from ftbench.registry import STRATEGIES
 
-    for name, (module, kwargs) in STRATEGIES.items():
+    for name, (module, kwargs) in ((n, (s.module, s.options)) for n, s in STRATEGIES.items()):
         apply = importlib.import_module(f"ftbench.train.strategies.{module}").apply
         try:
             inspect.signature(apply).bind(None, None, None, **kwargs)

@@ -37,7 +37,7 @@ from ftbench.record import (
     STATUS_OOM,
     STATUS_TIMEOUT,
 )
-from ftbench.registry import STRATEGY_TRAITS
+from ftbench.registry import STRATEGIES
 
 MARKERS = tuple(
     name.format(rank="*", node="*") for name in (RANK_OOM_FILE, RANK_ERROR_FILE, EXITS_FILE, FAILURE_FILE, JOB_FILE)
@@ -165,7 +165,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     for pattern in MARKERS:  # leftovers of an earlier attempt
         for stale in cell_dir.glob(pattern):
             stale.unlink()
-    env = rank_env(os.environ, cpu_memory_mb, STRATEGY_TRAITS[spec["cell"]["strategy"]].gathers_parameters)
+    env = rank_env(os.environ, cpu_memory_mb, STRATEGIES[spec["cell"]["strategy"]].gathers_parameters)
     env[agent.EXITS_ENV] = str(cell_dir / EXITS_FILE)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})

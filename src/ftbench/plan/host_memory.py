@@ -15,6 +15,7 @@ from ftbench.cell import Cell
 from ftbench.files import read_json
 from ftbench.launch.slurm import gpu_gres
 from ftbench.plan.config import bpe_vocab_size, model_config, source_kind, tokenizer_source
+from ftbench.registry import GRADIENTS, LAYERS, OPTIMIZER, PARAMETERS, STRATEGIES
 
 GB = 2**30
 RUNTIME_GB = {"cpu": 1.0, "cuda": 4.0}
@@ -126,27 +127,24 @@ def training_state_bytes(shape: Shape, cell: Cell, options: dict) -> float:
     """Weights, gradients and optimizer state a rank of `cell` holds, wherever they live."""
     n, t, world = shape.params, trainable_params(shape, cell.method, options), cell.gpus
     gathered = 2 * shape.layer_params * FP32 + 2 * shape.embedding_params * FP32  # a layer + prefetch, the root
-    strategy = cell.strategy
-    if strategy == "ddp":
-        return n * FP32 + t * (FP32 + ADAMW)
-    if strategy.startswith("fsdp"):
-        return (n * FP32 + t * (FP32 + ADAMW)) / world + gathered
-    if strategy.startswith("zero3"):  # partitions of weights, the fp32 master copy, gradients, AdamW
-        return (n * FP32 + t * (2 * FP32 + ADAMW)) / world + gathered
-    if strategy.startswith("zero2"):  # a replica; gradients, master copy and AdamW partitioned
-        return n * FP32 + t * (2 * FP32 + ADAMW) / world + shape.layer_params * FP32
-    if strategy == "zero1":  # a replica and its gradients; master copy and AdamW partitioned
-        return n * FP32 + t * FP32 + t * (FP32 + ADAMW) / world
-    if strategy == "pipeline":  # the largest stage
+    strategy = STRATEGIES[cell.strategy]
+    master = FP32 if strategy.zero_stage else 0  # DeepSpeed's fp32 master copy of the trained weights
+    if LAYERS in strategy.shards:  # the largest stage
         share = max(shape.stage_params(s, world) for s in range(world)) / n
         return share * (n * FP32 + t * (FP32 + ADAMW))
-    raise ValueError(f"host memory: no accounting for strategy {strategy!r}")
+    if PARAMETERS in strategy.shards:  # partitions of weights, (master copy,) gradients, AdamW
+        return (n * FP32 + t * (FP32 + master + ADAMW)) / world + gathered
+    if GRADIENTS in strategy.shards:  # a replica; gradients, master copy and AdamW partitioned, a layer's bucket
+        return n * FP32 + t * (FP32 + master + ADAMW) / world + shape.layer_params * FP32
+    if OPTIMIZER in strategy.shards:  # a replica and its gradients; master copy and AdamW partitioned
+        return n * FP32 + t * FP32 + t * (master + ADAMW) / world
+    return n * FP32 + t * (FP32 + ADAMW)  # a replica
 
 
 def offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
     """What an offloading strategy keeps on the host beside a GPU: the fp32 master partition, its gradients
     and AdamW's state."""
-    if not cell.strategy.endswith("_offload"):
+    if not STRATEGIES[cell.strategy].host_offload:
         return 0.0
     t = trainable_params(shape, cell.method, options)
     return t * (2 * FP32 + ADAMW) / cell.gpus

@@ -16,7 +16,7 @@ from ftbench.data.sources import max_positions
 from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
-from ftbench.registry import STRATEGY_TRAITS
+from ftbench.registry import LAYERS, STRATEGIES
 
 
 @dataclass
@@ -30,10 +30,13 @@ class Plan:
 
 def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
     """Why a combination cannot run at all (None: it runs). Nothing else is ever pruned."""
-    if cell.strategy == "pipeline" and cell.gpus == 1:
-        return "pipeline needs at least 2 stages (GPUs)"
-    if cell.strategy == "pipeline" and num_layers is not None and cell.gpus > num_layers:
-        return f"pipeline with {cell.gpus} stages needs at least {cell.gpus} decoder layers, the model has {num_layers}"
+    strategy = STRATEGIES[cell.strategy]
+    stages = LAYERS in strategy.shards
+    if cell.gpus < strategy.min_gpus:
+        return f"{cell.strategy} needs at least {strategy.min_gpus} {'stages (GPUs)' if stages else 'GPUs'}"
+    if stages and num_layers is not None and cell.gpus > num_layers:
+        need = f"needs at least {cell.gpus} decoder layers"
+        return f"{cell.strategy} with {cell.gpus} stages {need}, the model has {num_layers}"
     return None
 
 
@@ -77,7 +80,7 @@ def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: in
     gbs = model.get("global_batch_size", config.get("global_batch_size"))
     if gbs is None:
         return bs * gpus
-    dp = gpus if STRATEGY_TRAITS[strategy].data_parallel else 1
+    dp = gpus if STRATEGIES[strategy].data_parallel else 1
     if gbs % (bs * dp):
         raise ConfigError(
             f"{key}: {gbs} for model {model['name']!r} with {strategy} at {gpus} GPU(s) is not a "
@@ -163,7 +166,7 @@ def check_downloaded_model(cell: Cell, config_json: str | os.PathLike) -> None:
             "leave that seq_len out or use another model"
         )
     layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
-    if cell.strategy == "pipeline" and layers is not None and cell.gpus > layers:
+    if LAYERS in STRATEGIES[cell.strategy].shards and layers is not None and cell.gpus > layers:
         raise ConfigError(
             f"cell {cell.id}: pipeline with {cell.gpus} stages needs at least {cell.gpus} decoder layers, "
             f"{where} has {layers}; leave that GPU count out of matrix.gpus for pipeline or use another model"

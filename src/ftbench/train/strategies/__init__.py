@@ -1,6 +1,6 @@
 """Registry of parallelism strategies: a matrix value -> `apply(model, cell, env) -> Trainer`.
 
-A new strategy is one module plus one line here (and its traits in ftbench.registry.STRATEGY_TRAITS);
+A new strategy is one module here plus its row in ftbench.registry.STRATEGIES;
 the loop never tests a strategy name. A cell imports only its own strategy's module: FSDP and pipelining
 pull in half a second each of torch.distributed imports that every other cell would pay at start-up.
 """
@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import importlib
 
+from ftbench.registry import STRATEGIES
 from ftbench.train.strategies.base import TrainEnv, Trainer
-
-STRATEGIES: dict[str, tuple[str, dict]] = {  # name: (module under ftbench.train.strategies, keyword arguments)
-    "ddp": ("ddp", {}),
-    "fsdp": ("fsdp", {}),
-    "fsdp_offload": ("fsdp", {"offload": True}),
-    "zero1": ("zero", {"stage": 1}),
-    "zero2": ("zero", {"stage": 2}),
-    "zero3": ("zero", {"stage": 3}),
-    "zero2_offload": ("zero", {"stage": 2, "offload": True}),
-    "zero3_offload": ("zero", {"stage": 3, "offload": True}),
-    "pipeline": ("pipeline", {}),
-}
 
 
 def load_strategy(name: str):
     """The module of strategy `name` (imported: its libraries, e.g. DeepSpeed, with it)."""
     try:
-        module, _ = STRATEGIES[name]
+        strategy = STRATEGIES[name]
     except KeyError:
         raise ValueError(f"strategy {name!r} is not one of {sorted(STRATEGIES)}") from None
-    return importlib.import_module(f"ftbench.train.strategies.{module}")
+    return importlib.import_module(f"ftbench.train.strategies.{strategy.module}")
 
 
 def start_runtime(name: str) -> None:
@@ -38,11 +27,11 @@ def start_runtime(name: str) -> None:
     the runtime a cell's memory budget does not count."""
     module = load_strategy(name)
     if hasattr(module, "start_runtime"):
-        module.start_runtime(**STRATEGIES[name][1])
+        module.start_runtime(**STRATEGIES[name].options)
 
 
 def build_trainer(model, cell, env: TrainEnv) -> Trainer:
-    return load_strategy(cell.strategy).apply(model, cell, env, **STRATEGIES[cell.strategy][1])
+    return load_strategy(cell.strategy).apply(model, cell, env, **STRATEGIES[cell.strategy].options)
 
 
-__all__ = ["STRATEGIES", "TrainEnv", "Trainer", "build_trainer", "load_strategy", "start_runtime"]
+__all__ = ["TrainEnv", "Trainer", "build_trainer", "load_strategy", "start_runtime"]
