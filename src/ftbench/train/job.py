@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -73,17 +74,57 @@ def model_rule(model_dir: Path) -> str:
     return "prepare_model" if source.startswith("config:") else "download_model"
 
 
-def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict | None = None) -> dict | None:
-    """Train the cell; `progress` records the phase and the steps done, for a failure report."""
-    progress = {} if progress is None else progress
-    marks = progress.setdefault("marks", {})
-    from transformers import AutoTokenizer
+@dataclass
+class Setup:
+    """A rank ready to train: its device and place in the world, the wrapped model and what was counted
+    before the strategy sharded or split it."""
+
+    rank: int
+    device: torch.device
+    trainer: object
+    memory: metrics.MemoryPhases
+    provenance: dict | None
+    cache_manifest: dict
+    params_total: int
+    params_trainable: int
+    flops: dict
+
+
+def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: loop.Progress | None = None) -> dict | None:
+    """Train the cell and, on rank 0, write its metrics.json; `progress` is kept current for a failure report."""
+    progress = loop.Progress() if progress is None else progress
+    cell = Cell(**spec["cell"])
+    setup = set_up(spec, cell, model_dir, cache_dir, progress)
+    measured = measure(setup, spec, cell, cache_dir, progress)
+    # Free the wrapped model (it holds the process group) while every peer is still connected: a group
+    # destroyed later, after a peer exited, can hang in gloo's teardown.
+    del setup.trainer
+    gc.collect()
+    dist.barrier()
+    dist.destroy_process_group()
+    if setup.rank != 0:
+        return None
+    result = record_result(spec, cell, setup, measured, model_dir, progress)
+    atomic_write_json(out, result)
+    log.info(
+        "%s: %.0f train tok/s, eval loss %.3f, %.2f GB peak",
+        cell.id,
+        result["train_tokens_per_s"],
+        result["eval_loss"],
+        result["peak_memory_gb"],
+    )
+    return result
+
+
+def set_up(spec: dict, cell: Cell, model_dir: Path, cache_dir: Path, progress: loop.Progress) -> Setup:
+    """Device, input checks, process group, the model (its weights read into whatever the rank holds) and
+    the strategy's trainer around it."""
+    marks = progress.marks
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     marks["transformers"] = time.time()
 
-    cell = Cell(**spec["cell"])
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = pick_device(spec["hardware"]["device"], local_rank)
@@ -96,7 +137,7 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     if local_rank == 0:  # once per node: every rank of it reads the same files
         check_inputs(cell, model_dir, cache_dir)
     check_downloaded_model(cell, model_dir / "config.json")
-    progress["phase"] = "setup"
+    progress.phase = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     start_runtime(cell.strategy)  # its libraries and their ops are runtime, as the process group is
     marks["process_group"] = time.time()
@@ -139,11 +180,16 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
     )
     trainer = build_trainer(model, cell, env)
     marks["strategy_setup"] = time.time()
+    return Setup(rank, device, trainer, memory, prov, cache_manifest, params_total, params_trainable, flops)
+
+
+def measure(setup: Setup, spec: dict, cell: Cell, cache_dir: Path, progress: loop.Progress) -> dict:
+    """The timed steps, then eval and generation; their results and every rank's memory peaks."""
+    device, trainer = setup.device, setup.trainer
     metrics.sync(device)
     run_start = time.perf_counter()  # run duration: end of model load -> end of eval and generation
-
     steps, gen = spec["steps"], spec["generation"]
-    progress["phase"] = "train"
+    progress.phase = "train"
     trained = loop.train(
         trainer,
         cell,
@@ -154,11 +200,11 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         device,
         progress,
     )
-    memory.end_train()
-    progress["phase"] = "eval"
+    setup.memory.end_train()
+    progress.phase = "eval"
     eval_blocks = tokcache.open_split(cache_dir, "eval")
     eval_loss = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
-    progress["phase"] = "generate"
+    progress.phase = "generate"
     generated = loop.generation(
         trainer,
         eval_blocks,
@@ -168,19 +214,30 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         device,
     )
     metrics.sync(device)
-    run_duration = time.perf_counter() - run_start
-    memory = metrics.memory_summary(metrics.gather(memory.summary()))
-    setup_facts = getattr(trainer, "setup_facts", {})
-    # Free the wrapped model (it holds the process group) while every peer is still connected: a group
-    # destroyed later, after a peer exited, can hang in gloo's teardown.
-    del trainer, model
-    gc.collect()
-    dist.barrier()
-    dist.destroy_process_group()
-    if rank != 0:
-        return None
+    return {
+        "trained": trained,
+        "eval_loss": eval_loss,
+        "generated": generated,
+        "run_duration_s": time.perf_counter() - run_start,
+        "memory": metrics.memory_summary(metrics.gather(setup.memory.summary())),
+        "setup_facts": getattr(trainer, "setup_facts", {}),
+    }
 
-    measured = trained["losses"][steps["warmup"] :]
+
+def record_result(
+    spec: dict, cell: Cell, setup: Setup, measured: dict, model_dir: Path, progress: loop.Progress
+) -> dict:
+    """The cell's metrics.json (rank 0): what it is, what it measured, what it ran on."""
+    from transformers import AutoTokenizer
+
+    steps, gen = spec["steps"], spec["generation"]
+    trained, generated, eval_loss, flops = (
+        measured["trained"],
+        measured["generated"],
+        measured["eval_loss"],
+        setup.flops,
+    )
+    losses = trained["losses"][steps["warmup"] :]
     throughput = metrics.throughput(cell.tokens_per_step, cell.global_batch_size, trained["step_times_s"])
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {
@@ -196,50 +253,42 @@ def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: dict 
         "achieved_hardware_flops_per_s_per_gpu": (
             flops["hardware_flops_per_token"] * throughput["train_tokens_per_s"] / cell.gpus
         ),
-        "run_duration_s": run_duration,
-        "train_loss_avg": sum(measured) / len(measured),
-        "train_loss_final": measured[-1],
+        "run_duration_s": measured["run_duration_s"],
+        "train_loss_avg": sum(losses) / len(losses),
+        "train_loss_final": losses[-1],
         "eval_loss": eval_loss,
         "eval_perplexity": metrics.perplexity(eval_loss),
         "inference_tokens_per_s": generated["inference_tokens_per_s"],
         "inference_new_tokens": gen["new_tokens"],
         "sample_generation": tokenizer.decode(generated["generated_ids"][generated["prompt_len"] :]),
-        **memory,
-        **setup_facts,
-        "params_total": params_total,
-        "params_trainable": params_trainable,
-        **metrics.startup(marks, os.environ.get("FTBENCH_LAUNCH_T0")),
+        **measured["memory"],
+        **measured["setup_facts"],
+        "params_total": setup.params_total,
+        "params_trainable": setup.params_trainable,
+        **metrics.startup(progress.marks, os.environ.get("FTBENCH_LAUNCH_T0")),
         "step_times_s": trained["step_times_s"],
         "losses": trained["losses"],
-        "token_cache": {k: cache_manifest[k] for k in ("tokenizer_fingerprint", "tokens", "dtype")},
+        "token_cache": {k: setup.cache_manifest[k] for k in ("tokenizer_fingerprint", "tokens", "dtype")},
         "config": spec,
-        "provenance": prov,
+        "provenance": setup.provenance,
     }
     if note := metrics.divergence_note(trained["losses"]):
         result["note"] = note
         log.warning("%s: %s", cell.id, note)
-    atomic_write_json(out, result)
-    log.info(
-        "%s: %.0f train tok/s, eval loss %.3f, %.2f GB peak",
-        cell.id,
-        result["train_tokens_per_s"],
-        eval_loss,
-        result["peak_memory_gb"],
-    )
     return result
 
 
-def report_failure(cell_dir: Path, rank: int, error: BaseException, progress: dict) -> None:
+def report_failure(cell_dir: Path, rank: int, error: BaseException, progress: loop.Progress) -> None:
     """What this rank saw: `oom-rank<r>.json` for running out of memory, else `error-rank<r>.json`."""
     name = record.RANK_OOM_FILE if limits.is_oom(error) else record.RANK_ERROR_FILE
-    log.error("rank %d failed in %s: %s: %s", rank, progress.get("phase"), type(error).__name__, error)
+    log.error("rank %d failed in %s: %s: %s", rank, progress.phase, type(error).__name__, error)
     atomic_write_json(
         cell_dir / name.format(rank=rank),
         {
             "rank": rank,
-            "phase": progress.get("phase"),
-            "steps_done": progress.get("steps_done", 0),
-            "step_times_s": list(progress.get("step_times_s", [])),
+            "phase": progress.phase,
+            "steps_done": progress.steps_done,
+            "step_times_s": list(progress.step_times_s),
             "error_type": type(error).__name__,
             "error": str(error)[:2000],
             "traceback": traceback.format_exception(error)[-12:],
@@ -260,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.INFO if rank == 0 else logging.WARNING,
         format=f"%(asctime)s [rank{rank}] %(name)s: %(message)s",
     )
-    progress = {"phase": "start", "marks": {"main": time.time()}}
+    progress = loop.Progress(marks={"main": time.time()})
     try:
         run(json.loads(args.spec), args.model, args.cache, args.out, progress)
     except BaseException as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -20,6 +21,17 @@ from ftbench.train.strategies.base import eager
 log = logging.getLogger("ftbench.train.loop")
 
 PROGRESS_EVERY_S = 10.0
+
+
+@dataclass
+class Progress:
+    """How far a rank got, kept current as it runs: a rank that fails reports its phase and what it measured."""
+
+    phase: str = "start"
+    steps_done: int = 0
+    step_times_s: list[float] = field(default_factory=list)
+    marks: dict[str, float] = field(default_factory=dict)
+    """Wall-clock times of the start-up's milestones (metrics.startup)."""
 
 
 class ProgressLog:
@@ -74,21 +86,23 @@ def rank_micro_batches(blocks, order, step, cell, trainer, device) -> list[torch
     return list(data.split(cell.batch_size_per_gpu))
 
 
-def train(trainer, cell, blocks, warmup: int, measure: int, seed: int, device, progress: dict | None = None) -> dict:
+def train(
+    trainer, cell, blocks, warmup: int, measure: int, seed: int, device, progress: Progress | None = None
+) -> dict:
     """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses.
 
     `progress` (if given) is kept current, so a rank that fails mid-way can report what it measured."""
     check_enough_data(len(blocks), cell)
     order = np.random.default_rng(seed).permutation(len(blocks))
     clock = StepClock(device)
-    progress = {} if progress is None else progress
-    progress["step_times_s"] = clock.step_times  # the same list: filled as steps finish
+    progress = Progress() if progress is None else progress
+    progress.step_times_s = clock.step_times  # the same list: filled as steps finish
     losses = []
-    progress.setdefault("marks", {})["first_step"] = time.time()  # the end of the cell's fixed cost
+    progress.marks["first_step"] = time.time()  # the end of the cell's fixed cost
     rank = dist.get_rank() if dist.is_initialized() else 0
     report = ProgressLog(warmup + measure, cell.tokens_per_step, rank=rank)
     for step in range(warmup + measure):
-        progress["steps_done"] = step
+        progress.steps_done = step
         # data loading is inside the step time: it is part of what the user waits for
         if step == warmup:
             clock.start()
