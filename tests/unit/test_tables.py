@@ -165,5 +165,7 @@ def test_readme_tables_equal_the_rendering_of_the_committed_summary(repo, config
     begin, end = tables.markers(run)
     readme = (repo / report["readme"]).read_text()
     assert readme.split(begin + "\n", 1)[1].split(end, 1)[0] == block
-    for image in re.findall(r"\]\((docs/[^)]+\.(?:png|html))\)", block):
-        assert (repo / image).is_file(), image  # every chart the README shows is committed
+    images = re.findall(r"\]\(([^)]+\.(?:png|html))\)", block)
+    assert images
+    for image in images:  # every chart the page shows is committed (paths are relative to the page)
+        assert ((repo / report["readme"]).parent / image).is_file(), image
