@@ -32,9 +32,10 @@ def cell_processes(work: Path) -> list[int]:
 
 
 def rank_running(work: Path) -> bool:
-    """A rank of this workdir's slow cell is up (its pid is one of the workdir's cell processes)."""
-    pid = rank_pid("slow", 1)
-    return pid is not None and pid in cell_processes(work)
+    """A rank of one of this workdir's cells is up (its pid is one of the workdir's cell processes). Either
+    cell may be the one Snakemake starts first: both train far longer than the test waits."""
+    pids = {rank_pid(model, 1) for model in ("slow", "later")} - {None}
+    return bool(pids & set(cell_processes(work)))
 
 
 def test_ctrl_c_stops_the_cell_and_the_next_run_runs_it_again(tmp_path, raw_test_config, run_snakemake, repo):
@@ -51,7 +52,7 @@ def test_ctrl_c_stops_the_cell_and_the_next_run_runs_it_again(tmp_path, raw_test
         deadline = time.monotonic() + 300
         while not rank_running(work) and time.monotonic() < deadline and snake.poll() is None:
             time.sleep(0.5)
-        assert rank_running(work), "the slow cell never started"
+        assert rank_running(work), "no cell started"
         time.sleep(3)
         os.killpg(snake.pid, signal.SIGINT)
         out, _ = snake.communicate(timeout=120)
@@ -63,6 +64,6 @@ def test_ctrl_c_stops_the_cell_and_the_next_run_runs_it_again(tmp_path, raw_test
         for pid in cell_processes(work):  # never leave a failed test's ranks running
             os.kill(pid, signal.SIGKILL)
     assert left == [], f"still running 10 s after Snakemake exited:\n{out[-3000:]}"
-    assert not list((work / "results" / "fail" / "runs" / "slow").rglob("metrics.json"))
+    assert not list((work / "results" / "fail" / "runs").rglob("metrics.json"))
     plan = job_counts(run_snakemake(work, "-n").stdout)
     assert plan["train_cell"] == 2  # the stopped cell and the one that never ran
