@@ -212,7 +212,7 @@ def test_slurm_timeout_of_a_job_becomes_a_timeout_row(cluster, tmp_path):
 
 def test_a_job_knows_its_time_left(cluster, tmp_path):
     """What the launcher's deadline reads inside a job: squeue's time left for the job's own id."""
-    probe = "import os; from ftbench import slurm; print(slurm.job_time_left(dict(os.environ)))"
+    probe = "import os; from ftbench.launch import slurm; print(slurm.job_time_left(dict(os.environ)))"
     out = subprocess.run(
         ["srun", "-A", "root", "-t", "5", sys.executable, "-c", probe], check=True, capture_output=True, text=True
     ).stdout
