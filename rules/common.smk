@@ -46,7 +46,7 @@ RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
 RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
-# the cell id (ftbench.plan.config's grammar): its fixed part, then the optional segments of non-default fields
+# the cell id (ftbench.cell's grammar): its fixed part, then the optional segments of non-default fields
 CELL_DIR = f"{CELL_PATTERN}{{options}}"
 REPEATS = config["repeats"]
 # one training job: the cell itself, or with repeats one of its runs (rules/repeats.smk merges them)

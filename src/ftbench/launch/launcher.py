@@ -209,16 +209,16 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         signal.signal(sig, handler)
     if returncode == 0 and out.exists():
         return 0
-    ooms = sorted(cell_dir.glob(RANK_OOM_FILE.format(rank="*")))
+    ooms = [read_json(p) for p in sorted(cell_dir.glob(RANK_OOM_FILE.format(rank="*")))]
     if ooms:
-        first = read_json(ooms[0])
+        first = ooms[0]
         atomic_write_json(
             out,
             {
                 **cell_fields(spec),
                 "status": STATUS_OOM,
                 **first,
-                "oom_ranks": [read_json(p)["rank"] for p in ooms],
+                "oom_ranks": [oom["rank"] for oom in ooms],
                 "config": spec,
             },
         )

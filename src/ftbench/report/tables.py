@@ -11,8 +11,8 @@ from pathlib import Path
 
 import polars as pl
 
-from ftbench import record
 from ftbench.files import atomic_write_bytes, atomic_write_text
+from ftbench.record import STATUS_OOM
 from ftbench.report import aggregate
 from ftbench.report.charts import KINDS, not_plotted, render_all
 from ftbench.report.paths import ReportPaths
@@ -25,14 +25,8 @@ def markers(run_name: str) -> tuple[str, str]:
     return f"<!-- ftbench:tables:begin {run_name} -->", f"<!-- ftbench:tables:end {run_name} -->"
 
 
-STATUS_LABELS = {
-    record.STATUS_OK: "ok",
-    record.STATUS_OOM: "OOM",
-    record.STATUS_TIMEOUT: "timeout",
-    record.STATUS_FAILED: "failed",
-    record.STATUS_PENDING: "pending",
-    record.STATUS_PRUNED: "pruned",
-}
+# how a status reads in a table where it is not the value itself
+STATUS_LABELS = {STATUS_OOM: "OOM"}
 
 
 def _fmt(value, digits: int, thousands: bool = False) -> str:
@@ -94,19 +88,19 @@ def columns_for(rows: pl.DataFrame) -> list[tuple]:
 FALLBACK = {"train_peak_memory_gb": "peak_memory_gb"}
 
 
-def _cell(record: dict, column: str, fmt) -> str:
+def _cell(row: dict, column: str, fmt) -> str:
     """A value; with repeats its spread as ± half the range of the runs, relative to the median."""
-    if record.get(column) is None and column in FALLBACK:
+    if row.get(column) is None and column in FALLBACK:
         column = FALLBACK[column]
-    text = fmt(record.get(column))
-    low, high, value = record.get(f"{column}_min"), record.get(f"{column}_max"), record.get(column)
-    if (record.get("repeats") or 1) > 1 and None not in (low, high) and value:
+    text = fmt(row.get(column))
+    low, high, value = row.get(f"{column}_min"), row.get(f"{column}_max"), row.get(column)
+    if (row.get("repeats") or 1) > 1 and None not in (low, high) and value:
         text += f" ±{50 * (high - low) / value:.1f}%"
     return text
 
 
-def _row(record: dict, columns: list[tuple] = COLUMNS) -> str:
-    return "| " + " | ".join(_cell(record, col, fmt) for _, col, fmt in columns) + " |"
+def _row(row: dict, columns: list[tuple] = COLUMNS) -> str:
+    return "| " + " | ".join(_cell(row, col, fmt) for _, col, fmt in columns) + " |"
 
 
 def short_commit(commit: str) -> str:
@@ -168,7 +162,7 @@ def render(frame: pl.DataFrame, charts_rel: str | None = None, pivots: list[dict
         columns = columns_for(model_rows)
         header = "| " + " | ".join(h for h, _, _ in columns) + " |"
         rule = "|" + "|".join("---" for _ in columns) + "|"
-        rows = [_row(record, columns) for record in model_rows.to_dicts()]
+        rows = [_row(row, columns) for row in model_rows.to_dicts()]
         table = "\n".join([f"#### {model}", "", header, rule, *rows])
         parts += [table, provenance_line(model_rows)]
         if charts_rel is not None:
