@@ -2,6 +2,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
+
+
+# a rule's conda env in rules/*.smk: a literal env file, or the training rules' TRAIN_ENV (common.smk)
+RULE_ENV = re.compile(r'conda:\s*\n\s*("\.\./envs/[^"]+"|TRAIN_ENV)')
+
+
+def pip_section(env_file: Path) -> list[str]:
+    """The pip lines of a conda env file, as conda hands them to `pip install -r`."""
+    deps = yaml.safe_load(env_file.read_text())["dependencies"]
+    return next(d["pip"] for d in deps if isinstance(d, dict))
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from conftest import share_torch_extensions
+from conftest import RULE_ENV, pip_section, share_torch_extensions
 from test_workflow import job_counts
 
 pytestmark = pytest.mark.envs
@@ -28,32 +28,30 @@ RUN = "envs"
 ENVS = ("hub", "train-cpu", "analysis")
 NO_RETRIES = {"PIP_RETRIES": "0"}
 RULE = re.compile(r"^\s*rule (\w+):(.*?)(?=^\s*rule \w+:|\Z)", re.M | re.S)
-RULE_ENV = re.compile(r'conda:\s*\n\s*(?:"\.\./envs/([\w-]+)\.yaml"|(TRAIN_ENV))')
+
+
+def rule_bodies(repo: Path) -> dict[str, str]:
+    """{rule: its text} over every rules/*.smk."""
+    return {name: body for smk in (repo / "rules").glob("*.smk") for name, body in RULE.findall(smk.read_text())}
 
 
 def rule_envs(repo: Path) -> dict[str, str]:
     """{rule: env name} from the rules' `conda:` directives."""
     envs = {}
-    for smk in (repo / "rules").glob("*.smk"):
-        for name, body in RULE.findall(smk.read_text()):
-            literal, train = RULE_ENV.search(body).groups()
-            envs[name] = "train-cpu" if train else literal
+    for name, body in rule_bodies(repo).items():
+        env = RULE_ENV.search(body)[1]
+        envs[name] = "train-cpu" if env == "TRAIN_ENV" else Path(env.strip('"')).stem
     return envs
 
 
-def rule_modules(repo: Path, rule: str) -> set[str]:
+def rule_modules(repo: Path, body: str) -> set[str]:
     """The ftbench modules a rule runs: its shell's `python -m` module, or its script's ftbench imports."""
-    for smk in (repo / "rules").glob("*.smk"):
-        for name, body in RULE.findall(smk.read_text()):
-            if name != rule:
-                continue
-            if script := re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', body):
-                tree = ast.parse((repo / script[1]).read_text())
-                found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-                found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-                return {m for m in found if m.startswith("ftbench")}
-            return set(re.findall(r"python -m (ftbench[\w.]*)", body))
-    raise AssertionError(f"no rule {rule}")
+    if script := re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', body):
+        tree = ast.parse((repo / script[1]).read_text())
+        found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        found |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        return {m for m in found if m.startswith("ftbench")}
+    return set(re.findall(r"python -m (ftbench[\w.]*)", body))
 
 
 def env_python(venv: Path, *args: str, extra_env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -71,9 +69,8 @@ def venvs(repo, tmp_path_factory) -> dict[str, Path]:
     for name in ENVS:
         venv = root / name
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        deps = yaml.safe_load((repo / "envs" / f"{name}.yaml").read_text())["dependencies"]
         requirements = root / f"{name}.requirements.txt"
-        requirements.write_text("\n".join(next(d["pip"] for d in deps if isinstance(d, dict))) + "\n")
+        requirements.write_text("\n".join(pip_section(repo / "envs" / f"{name}.yaml")) + "\n")
         # train-cpu's PyTorch index is unreachable here: one try per package, not pip's backoff (7 min)
         pip = env_python(venv, "-m", "pip", "install", "--quiet", "-r", str(requirements), extra_env=NO_RETRIES)
         assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
@@ -90,8 +87,9 @@ def venvs(repo, tmp_path_factory) -> dict[str, Path]:
 
 def test_each_env_imports_every_module_its_rules_run(repo, venvs):
     by_env: dict[str, set[str]] = {}
+    bodies = rule_bodies(repo)
     for rule, env in rule_envs(repo).items():
-        by_env.setdefault(env, set()).update(rule_modules(repo, rule))
+        by_env.setdefault(env, set()).update(rule_modules(repo, bodies[rule]))
     assert set(by_env) == set(ENVS)
     assert "ftbench.launch" in by_env["train-cpu"] and "ftbench.report.compare" in by_env["analysis"]
     for env, modules in by_env.items():

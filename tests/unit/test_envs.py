@@ -5,15 +5,9 @@ import re
 from importlib.metadata import version
 
 import yaml
+from conftest import RULE_ENV, pip_section
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
-
-RULE_ENV = re.compile(r'conda:\s*\n\s*("\.\./envs/[^"]+"|TRAIN_ENV)')
-
-
-def pip_section(path) -> list[str]:
-    deps = yaml.safe_load(path.read_text())["dependencies"]
-    return next(d["pip"] for d in deps if isinstance(d, dict))
 
 
 def pins(path) -> dict[str, str]:
