@@ -14,10 +14,10 @@ import pytest
 from ftbench import files
 from ftbench.cell import Cell
 from ftbench.data import download, sources, tokcache
-from ftbench.plan.config import ConfigError
+from ftbench.errors import ConfigError
 from ftbench.report import aggregate, tables
 from ftbench.report.paths import ReportPaths
-from ftbench.train import job as train_cell
+from ftbench.train import job
 
 TEMPLATE = "{instruction}\n{response}"
 RUN = "r"
@@ -181,7 +181,7 @@ def test_fewer_tokens_than_one_global_batch_names_the_cell_before_training(built
     cell = Cell("m", "ddp", 2, "full", "fp32", 2, 16, 100000)
     blocks = files.read_json(built / "cache" / "manifest.json")["splits"]["train"]["blocks"]
     with pytest.raises(ValueError, match=rf"cell {re.escape(cell.id)}: the train split has {blocks} blocks"):
-        train_cell.check_inputs(cell, built / "model", built / "cache")
+        job.check_inputs(cell, built / "model", built / "cache")
     # the check runs before the process group, model load or any training step
     source = (SRC / "train" / "job.py").read_text()
     run = source[source.index("def run(") :]
@@ -202,7 +202,7 @@ def test_manifests_record_every_files_sha256_and_size(built):
 
 def test_intact_inputs_pass_the_check(built):
     cell = Cell("m", "ddp", 1, "full", "fp32", 2, 16, 2)
-    checked = train_cell.check_inputs(cell, built / "model", built / "cache")
+    checked = job.check_inputs(cell, built / "model", built / "cache")
     assert checked["cache"]["splits"]["train"]["blocks"] >= 2 and checked["model"]["kind"] == "model"
 
 
@@ -227,7 +227,7 @@ def test_a_damaged_token_cache_file_is_refused_before_training(built, tmp_path, 
     damage(cache / f"{split}.npy")
     cell = Cell("m", "ddp", 1, "full", "fp32", 2, 16, 2)
     with pytest.raises(files.CorruptResource) as error:
-        train_cell.check_inputs(cell, built / "model", cache)
+        job.check_inputs(cell, built / "model", cache)
     message = str(error.value)
     assert f"token cache file {cache / f'{split}.npy'} " in message
     assert ("bytes, its manifest says" if damage is truncate else "has sha256") in message
@@ -248,7 +248,7 @@ def test_damaged_model_weights_are_refused_before_training(built, tmp_path, unch
     damage(model / "model.safetensors")
     cell = Cell("m", "ddp", 1, "full", "fp32", 2, 16, 2)
     with pytest.raises(files.CorruptResource) as error:
-        train_cell.check_inputs(cell, model, built / "cache")
+        job.check_inputs(cell, model, built / "cache")
     message = str(error.value)
     assert f"model file {model / 'model.safetensors'} " in message
     assert "snakemake --forcerun prepare_model" in message and f"delete {model / 'manifest.json'}" in message

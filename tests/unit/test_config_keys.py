@@ -2,7 +2,7 @@
 
 import pytest
 
-from ftbench.plan.config import ConfigError
+from ftbench.errors import ConfigError
 from ftbench.plan.config_check import check_config, key_path, validate
 from ftbench.plan.matrix import plan
 

@@ -7,8 +7,9 @@ import polars as pl
 import pytest
 
 from ftbench.data import download, sources, tokcache
+from ftbench.errors import ConfigError
 from ftbench.files import read_json, sha256_file
-from ftbench.plan.config import ConfigError, tokenizer_id
+from ftbench.plan.config import tokenizer_id
 
 ROWS = [
     {"instruction": "cancel order 1, please", "response": 'Open "Orders",\nthen Cancel.', "intent": "cancel"},

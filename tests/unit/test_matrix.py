@@ -4,7 +4,7 @@ import re
 import pytest
 
 from ftbench.cell import OPTIONS_WILDCARD, Cell, parse_cell_id
-from ftbench.plan.config import ConfigError
+from ftbench.errors import ConfigError
 from ftbench.plan.config_check import validate
 from ftbench.plan.matrix import job_spec, plan
 

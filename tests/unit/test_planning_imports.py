@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from ftbench.cell import Cell
+from ftbench.errors import ConfigError
 from ftbench.plan import matrix
-from ftbench.plan.config import ConfigError
 
 HEAVY = ("polars", "torch", "transformers", "altair", "deepspeed", "peft", "pandas", "numpy")
 
@@ -34,7 +34,7 @@ STAGE_BANS = {
 
 
 # the shared contract at the top (cell, record, registry, files, ...) is read by every stage and env
-CONTRACT = ("cell", "record", "registry", "files", "peaks", "logs")
+CONTRACT = ("cell", "record", "registry", "errors", "files", "peaks", "logs")
 
 
 @pytest.mark.parametrize("stage", [*sorted(STAGE_BANS), "contract"])

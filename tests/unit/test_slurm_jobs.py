@@ -6,9 +6,8 @@ import sys
 
 import pytest
 
-from ftbench.launch import launcher as launch
-from ftbench.launch import slurm
-from ftbench.plan.config import ConfigError
+from ftbench.errors import ConfigError
+from ftbench.launch import launcher, slurm
 from ftbench.report import aggregate
 
 HW = {"device": "cuda", "gpus_per_node": 8, "cpu_threads_per_rank": 4, "host_memory_per_rank_gb": 16}
@@ -125,7 +124,7 @@ def test_squeue_time_left(text, seconds):
     ],
 )
 def test_deadline_is_whichever_limit_comes_first(timeout_s, slurm_left, expected):
-    assert launch.deadline(timeout_s, slurm_left) == expected
+    assert launcher.deadline(timeout_s, slurm_left) == expected
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from ftbench.cell import Cell
-from ftbench.plan.config import ConfigError, tokenizer_id, tokenizer_source
+from ftbench.errors import ConfigError
+from ftbench.plan.config import tokenizer_id, tokenizer_source
 from ftbench.plan.config_check import check_local_sources, validate
 from ftbench.plan.matrix import check_downloaded_model, plan
 

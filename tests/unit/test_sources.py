@@ -4,8 +4,8 @@ import pytest
 
 from ftbench.data import sources
 from ftbench.data.builtin_data import customer_support_rows
+from ftbench.errors import ConfigError
 from ftbench.files import read_json, sha256_file
-from ftbench.plan.config import ConfigError
 
 
 def test_builtin_rows_are_deterministic_and_bitext_shaped():

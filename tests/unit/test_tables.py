@@ -4,8 +4,8 @@ import polars as pl
 import pytest
 import yaml
 
+from ftbench.errors import ConfigError
 from ftbench.plan import matrix
-from ftbench.plan.config import ConfigError
 from ftbench.report import aggregate, tables
 
 BEGIN, END = tables.markers("r")

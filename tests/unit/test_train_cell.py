@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from ftbench.data import sources, tokcache
-from ftbench.train import job as train_cell
+from ftbench.train import job
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def test_cache_from_the_models_tokenizer_is_accepted(two_tokenizers):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(two_tokenizers / "model")
-    manifest = train_cell.check_cache_matches_model(two_tokenizers / "c400", two_tokenizers / "model", model)
+    manifest = job.check_cache_matches_model(two_tokenizers / "c400", two_tokenizers / "model", model)
     assert manifest["vocab_size"] == 400
 
 
@@ -34,8 +34,8 @@ def test_cache_from_another_tokenizer_is_refused(two_tokenizers, tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(two_tokenizers / "model")
     with pytest.raises(ValueError, match="was built with tokenizer"):
-        train_cell.check_cache_matches_model(two_tokenizers / "c500", two_tokenizers / "model", model)
+        job.check_cache_matches_model(two_tokenizers / "c500", two_tokenizers / "model", model)
     shutil.copytree(two_tokenizers / "model", tmp_path / "m")
     shutil.copy(two_tokenizers / "tok500" / "tokenizer.json", tmp_path / "m" / "tokenizer.json")
     with pytest.raises(ValueError, match="exceeds the model's embedding table"):
-        train_cell.check_cache_matches_model(two_tokenizers / "c500", tmp_path / "m", model)
+        job.check_cache_matches_model(two_tokenizers / "c500", tmp_path / "m", model)

@@ -15,9 +15,10 @@ import os
 import shutil
 from pathlib import Path
 
-from ftbench.data.sources import DATA_EXTENSIONS, TOKENIZER_FILES, max_positions, tokenizer_files
+from ftbench.data.sources import DATA_EXTENSIONS, TOKENIZER_FILES, tokenizer_files
 from ftbench.files import read_json, write_manifest
 from ftbench.plan.config import local_path, parse_hf, source_kind
+from ftbench.plan.model_shape import max_positions
 
 log = logging.getLogger(__name__)
 

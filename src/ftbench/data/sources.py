@@ -16,8 +16,9 @@ import string
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from ftbench.errors import ConfigError
 from ftbench.files import atomic_write_text, read_json, write_manifest
-from ftbench.plan.config import ConfigError, bpe_vocab_size
+from ftbench.plan.config import bpe_vocab_size
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +167,6 @@ def tokenizer_files(directory: str | Path) -> list[Path]:
     """The tokenizer files at the top of `directory`."""
     directory = Path(directory)
     return sorted({p for pattern in TOKENIZER_FILES for p in directory.glob(pattern) if p.is_file()})
-
-
-def max_positions(config: str | Path | dict) -> int | None:
-    """The longest sequence a model's config.json (a path, or its content) allows (max_position_embeddings,
-    or GPT-2's n_positions)."""
-    cfg = config if isinstance(config, dict) else read_json(config)
-    return cfg.get("max_position_embeddings", cfg.get("n_positions"))
 
 
 def template_fields(template: str) -> list[str]:

@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from ftbench.plan.config import ConfigError
+from ftbench.errors import ConfigError
 
 NO_LIMIT_RUNTIME_MIN = 7 * 24 * 60
 STARTUP_SLACK_MIN = 10

@@ -10,9 +10,7 @@ import hashlib
 import os
 import re
 
-
-class ConfigError(ValueError):
-    """A config mistake; the message names the key and what is allowed."""
+from ftbench.errors import ConfigError
 
 
 def model_config(config: dict, name: str) -> dict:

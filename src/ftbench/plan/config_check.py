@@ -7,7 +7,8 @@ import difflib
 import os
 import re
 
-from ftbench.plan.config import ConfigError, local_path
+from ftbench.errors import ConfigError
+from ftbench.plan.config import local_path
 
 SCHEMA = "schemas/config.schema.yaml"
 

@@ -12,10 +12,11 @@ import os
 from dataclasses import dataclass, field
 
 from ftbench.cell import Cell
-from ftbench.data.sources import max_positions
+from ftbench.errors import ConfigError
 from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
-from ftbench.plan.config import SUMMARY_COLUMNS, ConfigError, bpe_vocab_size, source_kind, tokenizer_source
+from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
+from ftbench.plan.model_shape import max_positions
 from ftbench.registry import LAYERS, STRATEGIES
 
 
