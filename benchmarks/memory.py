@@ -23,7 +23,7 @@ from pathlib import Path
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
 from ftbench.cell import Cell
-from ftbench.plan.host_memory import Shape
+from ftbench.plan.model_shape import Shape
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
 SHARDED = {"fsdp", "zero3", "pipeline"}

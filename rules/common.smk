@@ -22,7 +22,8 @@ from ftbench.plan.config import (
     tokenizer_source as tokenizer_source_of,
 )
 from ftbench.plan.config_check import check_config, check_local_sources
-from ftbench.plan.host_memory import cell_request_gb, model_shape
+from ftbench.plan.host_memory import cell_request_gb
+from ftbench.plan.model_shape import model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
 from ftbench.launch.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
 from ftbench.data.sources import Render

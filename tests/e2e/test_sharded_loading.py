@@ -16,8 +16,8 @@ import pytest
 
 from ftbench.cell import Cell
 from ftbench.data import sources, tokcache
-from ftbench.plan.host_memory import Shape
 from ftbench.plan.matrix import job_spec
+from ftbench.plan.model_shape import Shape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.memory]
 

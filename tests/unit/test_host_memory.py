@@ -6,8 +6,8 @@ import pytest
 
 from ftbench.cell import Cell
 from ftbench.data import sources
-from ftbench.plan import host_memory
-from ftbench.plan.host_memory import Shape
+from ftbench.plan import estimate, host_memory, model_shape
+from ftbench.plan.model_shape import Shape
 
 LLAMA_120M = Shape(hidden=768, layers=16, intermediate=2048, vocab=4096, heads=12, kv_heads=12)
 
@@ -50,8 +50,8 @@ def test_the_estimate_covers_the_measured_training_peaks():
 
 def test_activation_checkpointing_keeps_each_layers_input_and_one_layer_whole():
     long = Cell("m", "fsdp", 4, "full", "fp32", 8, 1024, 32)
-    full = host_memory.activation_bytes(LLAMA_120M, long)
-    checkpointed = host_memory.activation_bytes(
+    full = estimate.activation_bytes(LLAMA_120M, long)
+    checkpointed = estimate.activation_bytes(
         LLAMA_120M, Cell(**{**long.all_fields(), "activation_checkpointing": "full"})
     )
     logits = 3 * 8 * 1024 * 4096 * 4
@@ -69,7 +69,7 @@ def test_the_default_cpu_matrix_asks_a_few_gb_not_32(test_config):
     config = {**test_config, "hardware": {**test_config["hardware"], "device": "cpu"}}
     config["hardware"].pop("host_memory_per_rank_gb", None)
     model = config["models"][0]
-    shape = host_memory.model_shape(config, model["name"], models_dir="/nonexistent")
+    shape = model_shape.model_shape(config, model["name"], models_dir="/nonexistent")
     per_rank = host_memory.cell_request_gb(config, cell("ddp", 2), shape)
     assert per_rank < 2
 
@@ -81,7 +81,7 @@ def test_an_explicit_host_memory_per_rank_wins(test_config):
 
 def test_a_hub_model_before_its_download_has_no_shape_yet(test_config, tmp_path):
     config = {**test_config, "models": [{"name": "hubm", "source": "hf:acme/tiny-llama"}]}
-    assert host_memory.model_shape(config, "hubm", models_dir=str(tmp_path)) is None
+    assert model_shape.model_shape(config, "hubm", models_dir=str(tmp_path)) is None
     assert host_memory.cell_request_gb(config, cell("ddp"), None) is None
     (tmp_path / "hubm").mkdir()
     (tmp_path / "hubm" / "config.json").write_text(
@@ -97,7 +97,7 @@ def test_a_hub_model_before_its_download_has_no_shape_yet(test_config, tmp_path)
             }
         )
     )
-    assert host_memory.model_shape(config, "hubm", models_dir=str(tmp_path)) == LLAMA_120M
+    assert model_shape.model_shape(config, "hubm", models_dir=str(tmp_path)) == LLAMA_120M
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

@@ -1,10 +1,15 @@
-"""A model's shape read from its config.json, without torch: what planning checks a cell against."""
+"""A model's shape from its config.json or its `architecture`, without torch: what planning checks a cell
+against and what the memory estimate counts."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from ftbench.errors import ConfigError
 from ftbench.files import read_json
+from ftbench.plan.config import bpe_vocab_size, local_path, model_config, source_kind, tokenizer_source
 
 
 def max_positions(config: str | Path | dict) -> int | None:
@@ -12,3 +17,123 @@ def max_positions(config: str | Path | dict) -> int | None:
     or GPT-2's n_positions)."""
     cfg = config if isinstance(config, dict) else read_json(config)
     return cfg.get("max_position_embeddings", cfg.get("n_positions"))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A decoder-only transformer's sizes, as its config.json gives them."""
+
+    hidden: int
+    layers: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    tied: bool = False
+    gpt2_positions: int = 0
+    """GPT-2's learned position table (rows); 0 for rotary models. GPT-2 layers also differ (ungated MLP, biases)."""
+
+    @classmethod
+    def from_config_json(cls, cfg: dict) -> Shape:
+        """Llama/Mistral/Qwen2 keys, or GPT-2's (n_embd, n_layer, n_inner)."""
+        hidden = cfg.get("hidden_size", cfg.get("n_embd"))
+        heads = cfg.get("num_attention_heads", cfg.get("n_head"))
+        inner = cfg.get("intermediate_size", cfg.get("n_inner")) or 4 * hidden
+        return cls(
+            hidden=hidden,
+            layers=cfg.get("num_hidden_layers", cfg.get("n_layer")),
+            intermediate=inner,
+            vocab=cfg["vocab_size"],
+            heads=heads,
+            kv_heads=cfg.get("num_key_value_heads") or heads,
+            tied=cfg.get("tie_word_embeddings", cfg.get("model_type") == "gpt2"),
+            gpt2_positions=cfg.get("n_positions", 0) if cfg.get("model_type") == "gpt2" else 0,
+        )
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * (self.hidden // self.heads)
+
+    @property
+    def layer_params(self) -> int:
+        """One decoder layer: q/o (h x h), k/v (h x kv), a gated MLP (3 x h x intermediate), two norms; GPT-2:
+        fused qkv and output projections, a two-matrix MLP, biases and two LayerNorms (weight and bias)."""
+        h, inner = self.hidden, self.intermediate
+        if self.gpt2_positions:
+            return 4 * h * h + 2 * h * inner + 9 * h + inner
+        return 2 * h * h + 2 * h * self.kv_width + 3 * h * inner + 2 * h
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden
+
+    @property
+    def params(self) -> int:
+        head = 0 if self.tied else self.embedding_params
+        final_norm = 2 * self.hidden if self.gpt2_positions else self.hidden
+        positions = self.gpt2_positions * self.hidden
+        return self.layers * self.layer_params + self.embedding_params + head + final_norm + positions
+
+    def stage_params(self, stage: int, stages: int) -> int:
+        """What pipeline stage `stage` of `stages` holds: its layers (split as evenly as possible, earlier
+        stages taking the remainder, as ftbench.train.strategies.pipeline does), the embedding table on the first,
+        the final norm and the head on the last."""
+        base, extra = divmod(self.layers, stages)
+        held = (base + (stage < extra)) * self.layer_params
+        if stage == 0:
+            held += self.embedding_params + self.gpt2_positions * self.hidden
+        if stage == stages - 1:
+            held += self.params - self.layers * self.layer_params - self.embedding_params
+            held -= self.gpt2_positions * self.hidden
+        return held
+
+    def lora_params(self, r: int) -> int:
+        """LoRA adapters (A and B) of rank r on q, k, v and o of every layer (GPT-2: the fused qkv and the
+        output projection), as ftbench.train.methods places them."""
+        h, kv = self.hidden, self.kv_width
+        if self.gpt2_positions:
+            return self.layers * r * ((h + 3 * h) + (h + h))
+        return self.layers * r * ((h + h) + 2 * (h + kv) + (h + h))
+
+
+MODELS_DIR = "resources/models"
+
+
+def shape_file(model: dict) -> str | None:
+    """The config.json that gives model `model`'s shape before it is prepared: `shape: local:<path>` (the file,
+    or a directory holding it), else a `local:` model's own; None for a hub or `config:` model without one."""
+    spec = model.get("shape") or (model["source"] if source_kind(model["source"]) == "local" else None)
+    if spec is None:
+        return None
+    path = local_path(spec)
+    return os.path.join(path, "config.json") if os.path.isdir(path) else path
+
+
+def model_shape(config: dict, name: str, models_dir: str = MODELS_DIR) -> Shape | None:
+    """The shape of model `name`: its config.json once prepared or downloaded; before that the file its
+    `shape` key names (or a local model's own), or a `config:` model's `architecture` (with a builtin
+    tokenizer); None while a hub model is neither downloaded nor given a `shape`."""
+    path = os.path.join(models_dir, name, "config.json")
+    if os.path.exists(path):
+        return Shape.from_config_json(read_json(path))
+    model = model_config(config, name)
+    declared = shape_file(model)
+    if declared is not None:
+        if not os.path.isfile(declared):
+            key = "shape" if model.get("shape") else "source"
+            raise ConfigError(f"models[{name}].{key}: {declared} is not a config.json file")
+        return Shape.from_config_json(read_json(declared))
+    tokenizer = tokenizer_source(model)
+    if "architecture" not in model or source_kind(tokenizer) != "builtin":
+        return None
+    arch = model["architecture"]
+    return Shape(
+        hidden=arch["hidden_size"],
+        layers=arch["num_layers"],
+        intermediate=arch["intermediate_size"],
+        vocab=bpe_vocab_size(tokenizer),
+        heads=arch["num_heads"],
+        kv_heads=arch["num_heads"],
+        tied=model["source"] == "config:gpt2",
+        gpt2_positions=arch.get("max_positions", 1024) if model["source"] == "config:gpt2" else 0,
+    )

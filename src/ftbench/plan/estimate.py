@@ -1,0 +1,166 @@
+"""A cell's peak memory per rank on its device, predicted from the model's shape before anything runs.
+
+Analytic and torch-free: planning, the preview and the summary run it for every cell. It counts what the
+cell's strategy keeps on the rank's device (GPU memory on CUDA, host memory on CPU) — parameters (the
+rank's shard, or a replica, plus the layers it gathers), gradients, optimizer state (AdamW's two moments,
+DeepSpeed's fp32 master copy), activations of the micro-batches in flight — and the runtime. It predicts the
+figure the cell measures as `train_peak_memory_gb` (the largest rank's): VmHWM of the training steps on
+CPU, the allocator's reserved bytes on CUDA. Where it errs and by how much: docs/memory.md "The estimate".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from ftbench.cell import Cell
+from ftbench.plan.model_shape import Shape
+from ftbench.registry import GRADIENTS, LAYERS, OPTIMIZER, PARAMETERS, STRATEGIES
+
+GB = 2**30
+FP32, BF16, ADAMW = 4, 2, 8
+"""Bytes per element of fp32 and bf16 tensors, and of AdamW's state per trained parameter (two fp32 moments)."""
+
+RUNTIME_BYTES = {"cpu": 0.34 * GB, "cuda": 0.0}
+"""What a rank's measured peak counts besides the model. CPU: the resident process with a tiny model
+(Python, torch, transformers, gloo; benchmarks/memory.py: 0.338-0.340 GB for ddp, fsdp and pipeline, 0.364
+for zero3, the extra in `ZERO_RUNTIME_BYTES`). CUDA: the allocator's reserved bytes hold tensors only (the
+CUDA context and NCCL's buffers are outside them)."""
+ZERO_RUNTIME_BYTES = {"cpu": 0.025 * GB, "cuda": 0.0}
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes one rank (the largest) of a cell holds on its device at its training peak, by kind."""
+
+    runtime: float
+    parameters: float
+    """Its share of the weights, plus gathered layers (FSDP, ZeRO-3) and bf16 copies autocast keeps."""
+    gradients: float
+    optimizer: float
+    """AdamW's moments and DeepSpeed's fp32 master weights, the rank's partition of them."""
+    activations: float
+
+    @property
+    def total(self) -> float:
+        return sum(getattr(self, f.name) for f in fields(self))
+
+    @property
+    def gb(self) -> float:
+        return self.total / GB
+
+    def breakdown(self) -> str:
+        """`params 0.11 + grads 0.11 + optim 0.22 + activ 0.04 + runtime 0.34 GB`, for notes and previews."""
+        parts = [
+            ("params", self.parameters),
+            ("grads", self.gradients),
+            ("optim", self.optimizer),
+            ("activ", self.activations),
+            ("runtime", self.runtime),
+        ]
+        return " + ".join(f"{name} {value / GB:.2f}" for name, value in parts) + " GB"
+
+
+def trainable_params(shape: Shape, method: str, options: dict) -> int:
+    if method == "lora":
+        return shape.lora_params(options.get("lora", {}).get("r", 8))
+    return shape.params
+
+
+def activation_bytes(shape: Shape, cell: Cell, layers: int | None = None, micro_batches: int = 1) -> int:
+    """What autograd keeps for `micro_batches` micro-batches through `layers` decoder layers (default: all):
+    each layer's inputs to its matmuls, attention and MLP intermediates (bf16 under autocast), plus the
+    logits, their fp32 copy for the loss and its gradient. With activation checkpointing each layer keeps only
+    its input, and one layer at a time holds its intermediates again while it is recomputed."""
+    layers = shape.layers if layers is None else layers
+    element = BF16 if cell.precision == "bf16" else FP32
+    tokens = cell.batch_size_per_gpu * cell.seq_len
+    per_layer = tokens * (16 * shape.hidden + 3 * shape.intermediate) * element
+    logits = 3 * tokens * shape.vocab * FP32
+    if cell.activation_checkpointing == "full":
+        kept = micro_batches * layers * tokens * shape.hidden * element
+        return kept + per_layer + micro_batches * logits
+    return micro_batches * (layers * per_layer + logits)
+
+
+def _pipeline(shape: Shape, cell: Cell, options: dict, t: int) -> MemoryEstimate:
+    """The largest stage: its layers' weights, gradients and AdamW state; the activations of the micro-batches
+    it holds at once (GPipe: all of them; 1F1B: at most as many as stages from it to the last)."""
+    world, n = cell.gpus, shape.params
+    schedule = options.get("pipeline", {}).get("schedule", "1F1B")
+    micro = cell.grad_accum_steps
+    worst = None
+    for stage in range(world):
+        held = shape.stage_params(stage, world)
+        share = held / n
+        base, extra = divmod(shape.layers, world)
+        layers = base + (stage < extra)
+        in_flight = micro if schedule == "GPipe" else min(micro, world - stage)
+        activations = activation_bytes(shape, cell, layers, in_flight)
+        if stage != world - 1:  # the logits live on the last stage only
+            activations -= in_flight * 3 * cell.batch_size_per_gpu * cell.seq_len * shape.vocab * FP32
+        estimate = MemoryEstimate(
+            runtime=0.0,
+            parameters=held * FP32 + (held * BF16 if cell.precision == "bf16" else 0),
+            gradients=share * t * FP32,
+            optimizer=share * t * ADAMW,
+            activations=activations,
+        )
+        worst = estimate if worst is None or estimate.total > worst.total else worst
+    return worst
+
+
+def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEstimate:
+    """The peak per rank of `cell` on `device` (`cpu` or `cuda`), with its strategy, method, precision,
+    offload, activation checkpointing, micro-batch and sequence length."""
+    strategy = STRATEGIES[cell.strategy]
+    n, t, world = shape.params, trainable_params(shape, cell.method, options), cell.gpus
+    bf16 = cell.precision == "bf16"
+    runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
+    if LAYERS in strategy.shards:
+        return MemoryEstimate(**{**_pipeline(shape, cell, options, t).__dict__, "runtime": runtime})
+
+    activations = activation_bytes(shape, cell)
+    # DeepSpeed's bf16 mode holds bf16 module weights and gradients beside an fp32 master partition; every
+    # other strategy keeps fp32 weights (autocast or FSDP's MixedPrecisionPolicy casts for compute)
+    weight = BF16 if strategy.zero_stage and bf16 else FP32
+    master = FP32 * t if strategy.zero_stage else 0
+    offload = strategy.host_offload and device == "cuda"  # on a CPU device "offloaded" is where it was
+    if PARAMETERS in strategy.shards:
+        compute = BF16 if bf16 else FP32
+        # two layers live at once (the one computing and the one prefetched) plus the root's embedding and head
+        gathered = (2 * shape.layer_params + 2 * shape.embedding_params) * compute
+        if offload:  # shards, gradients and the optimizer step live on the host; the device holds gathered layers
+            return MemoryEstimate(runtime, gathered, 2 * shape.layer_params * compute, 0.0, activations)
+        return MemoryEstimate(
+            runtime,
+            parameters=n * weight / world + gathered,
+            gradients=t * weight / world + shape.layer_params * compute,
+            optimizer=(master + t * ADAMW) / world,
+            activations=activations,
+        )
+    casts = n * BF16 if bf16 and not strategy.zero_stage else 0  # autocast's bf16 copies, kept for backward
+    # a replica; ZeRO-2 partitions the gradients as each layer's reduce bucket fills, ZeRO-1 only the optimizer
+    # state; ZeRO-Offload steps the fp32 master partition and AdamW on the host
+    sharded_grads = GRADIENTS in strategy.shards
+    gradients = t * weight / world + shape.layer_params * weight if sharded_grads else t * weight
+    optimizer = (master + t * ADAMW) / world if OPTIMIZER in strategy.shards else t * ADAMW
+    optimizer = 0.0 if offload else optimizer
+    return MemoryEstimate(runtime, n * weight + casts, gradients, optimizer, activations)
+
+
+def host_offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
+    """What an offloading strategy keeps on the host beside a GPU: the fp32 master partition, its gradients
+    and AdamW's state (FSDP's offloaded shards: the fp32 weights instead of a master copy)."""
+    if not STRATEGIES[cell.strategy].host_offload:
+        return 0.0
+    t = trainable_params(shape, cell.method, options)
+    return t * (2 * FP32 + ADAMW) / cell.gpus
+
+
+def device_capacity_gb(config: dict) -> float | None:
+    """What one rank may hold on its device, for pruning cells predicted not to fit: `hardware.gpu_memory_gb`
+    on a GPU; on CPU the runtime plus `limits.cpu_memory_per_rank_gb` (None: no limit known)."""
+    if config["hardware"].get("device") == "cpu":
+        budget = config["limits"].get("cpu_memory_per_rank_gb") or 0
+        return budget + RUNTIME_BYTES["cpu"] / GB if budget else None
+    return config["hardware"].get("gpu_memory_gb")
