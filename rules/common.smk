@@ -34,9 +34,9 @@ from ftbench.report.paths import ReportPaths
 check_config(config, workflow.basedir)
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 # the matrix, pruned and checked: a ConfigError stops here, before any job
+check_local_sources(config)
 PLAN = plan(config)
 check_pivots(config["report"]["pivots"])
-check_local_sources(config)
 CELLS = {cell.id: cell for cell in PLAN.cells}
 # config `select`: the cells this invocation runs
 SELECTED = [cell.id for cell in PLAN.selected]
@@ -286,6 +286,7 @@ def compare_reference(wildcards):
 
 def rebuild_report():
     """Rebuild summary and README tables from what exists, failed and pending cells included."""
+    from ftbench.plan import estimate
     from ftbench.report.tables import rebuild
 
     rebuild(
@@ -296,4 +297,7 @@ def rebuild_report():
         readme=config["report"]["readme"],
         run_name=RUN,
         pivots=config["report"]["pivots"],
+        estimates=estimate.estimates_gb(config, [*PLAN.cells, *(c for c, _ in PLAN.pruned)]),
+        estimate_device=estimate.estimate_device(config["hardware"]),
+        prices=config["cost"]["price_per_gpu_hour"],
     )

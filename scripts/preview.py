@@ -1,7 +1,7 @@
 # Shim for preview: print what the sweep asks of the cluster (nothing is submitted) and keep it in the log.
 from pathlib import Path
 
-from ftbench.plan import preview
+from ftbench.plan import estimate, preview
 
 text = preview.render(
     snakemake.params.selected,
@@ -11,6 +11,8 @@ text = preview.render(
     snakemake.params.run_dir,
     snakemake.params.repeats,
     snakemake.params.model_timeouts,
+    estimate.cell_estimates(snakemake.config, snakemake.params.selected),
+    estimate.device_capacity_gb(snakemake.config),
 )
 Path(snakemake.log[0]).write_text(text)
 print(text)

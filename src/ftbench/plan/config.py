@@ -55,6 +55,10 @@ SUMMARY_COLUMNS = (
     "train_peak_memory_gb",
     "activation_checkpointing",
     "hfu_measured",
+    "estimated_memory_gb",
+    "estimate_error",
+    "cost_per_million_train_tokens",
+    "run_cost",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""

@@ -9,6 +9,7 @@ import re
 
 from ftbench.errors import ConfigError
 from ftbench.plan.config import local_path
+from ftbench.plan.model_shape import shape_file
 
 SCHEMA = "schemas/config.schema.yaml"
 
@@ -193,7 +194,7 @@ def _problems_text(problems: list[str]) -> str:
 
 
 def check_local_sources(config: dict) -> None:
-    """A `local:` dataset, model or tokenizer must exist (relative paths: to the working directory)."""
+    """A `local:` dataset, model, tokenizer or shape must exist (relative paths: to the working directory)."""
     problems = []
     source = config["dataset"]["source"]
     if source.startswith("local:") and not os.path.exists(local_path(source)):
@@ -207,6 +208,13 @@ def check_local_sources(config: dict) -> None:
                 problems.append(
                     f"models[{i}].{key} ({model['name']}): {source!r}: {path} {what}; a local model or tokenizer "
                     "is a Hugging Face format directory"
+                )
+        if model.get("shape"):
+            path = shape_file(model)
+            if not os.path.isfile(path):
+                problems.append(
+                    f"models[{i}].shape ({model['name']}): {model['shape']!r}: {os.path.abspath(path)} does not exist; "
+                    "shape names a Hugging Face config.json, or a directory holding one"
                 )
     if problems:
         raise ConfigError(_problems_text(problems))

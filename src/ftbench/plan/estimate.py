@@ -10,10 +10,11 @@ CPU, the allocator's reserved bytes on CUDA. Where it errs and by how much: docs
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, fields
 
 from ftbench.cell import Cell
-from ftbench.plan.model_shape import Shape
+from ftbench.plan.model_shape import MODELS_DIR, Shape, model_shape
 from ftbench.registry import GRADIENTS, LAYERS, OPTIMIZER, PARAMETERS, STRATEGIES
 
 GB = 2**30
@@ -66,18 +67,26 @@ def trainable_params(shape: Shape, method: str, options: dict) -> int:
     return shape.params
 
 
+def layer_activation_bytes(shape: Shape, tokens: int, precision: str) -> int:
+    """What autograd keeps of one decoder layer's forward over `tokens` tokens. Per token: the two RMSNorms'
+    input and normalized output (4 x hidden, fp32: they upcast), attention's rotated q and k, v and output
+    (4 x hidden; CPU and GPU SDPA kernels keep these), the copy o_proj reads (hidden), and the MLP's gate,
+    up, SiLU(gate) and product (4 x intermediate); those last are bf16 under autocast or a bf16 module."""
+    element = BF16 if precision == "bf16" else FP32
+    return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element)
+
+
 def activation_bytes(shape: Shape, cell: Cell, layers: int | None = None, micro_batches: int = 1) -> int:
-    """What autograd keeps for `micro_batches` micro-batches through `layers` decoder layers (default: all):
-    each layer's inputs to its matmuls, attention and MLP intermediates (bf16 under autocast), plus the
-    logits, their fp32 copy for the loss and its gradient. With activation checkpointing each layer keeps only
-    its input, and one layer at a time holds its intermediates again while it is recomputed."""
+    """What autograd keeps for `micro_batches` micro-batches through `layers` decoder layers (default: all),
+    plus the logits, their log-softmax and their gradient (fp32: the loss upcasts). With activation
+    checkpointing each layer keeps only its input, and one layer at a time holds its intermediates again while
+    it is recomputed."""
     layers = shape.layers if layers is None else layers
-    element = BF16 if cell.precision == "bf16" else FP32
     tokens = cell.batch_size_per_gpu * cell.seq_len
-    per_layer = tokens * (16 * shape.hidden + 3 * shape.intermediate) * element
+    per_layer = layer_activation_bytes(shape, tokens, cell.precision)
     logits = 3 * tokens * shape.vocab * FP32
     if cell.activation_checkpointing == "full":
-        kept = micro_batches * layers * tokens * shape.hidden * element
+        kept = micro_batches * layers * tokens * shape.hidden * FP32  # the residual stream stays fp32
         return kept + per_layer + micro_batches * logits
     return micro_batches * (layers * per_layer + logits)
 
@@ -129,12 +138,15 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
         compute = BF16 if bf16 else FP32
         # two layers live at once (the one computing and the one prefetched) plus the root's embedding and head
         gathered = (2 * shape.layer_params + 2 * shape.embedding_params) * compute
-        if offload:  # shards, gradients and the optimizer step live on the host; the device holds gathered layers
-            return MemoryEstimate(runtime, gathered, 2 * shape.layer_params * compute, 0.0, activations)
+        bucket = shape.layer_params * compute  # a layer's unsharded gradients before their reduce-scatter
+        if offload and not strategy.zero_stage:  # FSDP's CPUOffloadPolicy: shards, gradients, step on the host
+            return MemoryEstimate(runtime, gathered, bucket, 0.0, activations)
+        if offload:  # ZeRO-3 offloads the optimizer: fp32 master, gradient partitions and AdamW on the host
+            return MemoryEstimate(runtime, n * weight / world + gathered, bucket, 0.0, activations)
         return MemoryEstimate(
             runtime,
             parameters=n * weight / world + gathered,
-            gradients=t * weight / world + shape.layer_params * compute,
+            gradients=t * weight / world + bucket,
             optimizer=(master + t * ADAMW) / world,
             activations=activations,
         )
@@ -157,10 +169,54 @@ def host_offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
     return t * (2 * FP32 + ADAMW) / cell.gpus
 
 
+def estimate_device(hardware: dict) -> str:
+    """The device a cell's ranks run on, as planning can know it: `hardware.device`; for `auto`, cuda when
+    jobs ask Slurm for GPUs by an explicit `gpu_gres` or this machine has an NVIDIA driver, else cpu."""
+    if hardware.get("device") in ("cpu", "cuda"):
+        return hardware["device"]
+    return "cuda" if hardware.get("gpu_gres") or os.path.exists("/dev/nvidiactl") else "cpu"
+
+
 def device_capacity_gb(config: dict) -> float | None:
     """What one rank may hold on its device, for pruning cells predicted not to fit: `hardware.gpu_memory_gb`
     on a GPU; on CPU the runtime plus `limits.cpu_memory_per_rank_gb` (None: no limit known)."""
-    if config["hardware"].get("device") == "cpu":
+    if estimate_device(config["hardware"]) == "cpu":
         budget = config["limits"].get("cpu_memory_per_rank_gb") or 0
         return budget + RUNTIME_BYTES["cpu"] / GB if budget else None
     return config["hardware"].get("gpu_memory_gb")
+
+
+def predicted_oom(config: dict, cell: Cell, shape: Shape | None) -> str | None:
+    """Why `cell` is predicted not to fit its device (the estimate against the capacity), or None: it fits,
+    or its model's shape or the device's capacity is not known."""
+    capacity = device_capacity_gb(config)
+    if shape is None or capacity is None:
+        return None
+    predicted = estimate(shape, cell, estimate_device(config["hardware"]), config["options"])
+    if predicted.gb <= capacity:
+        return None
+    return (
+        f"predicted {predicted.gb:.1f} GB per rank > {capacity:g} GB of the device ({predicted.breakdown()}); "
+        "limits.prune_predicted_oom is on"
+    )
+
+
+def cell_estimates(
+    config: dict, cells: list[Cell], device: str | None = None, models_dir: str = MODELS_DIR
+) -> dict[str, MemoryEstimate | None]:
+    """Each cell's estimate on `device` (default: the one its ranks run on); None where its model's shape is
+    not known yet."""
+    device = device or estimate_device(config["hardware"])
+    shapes = {name: model_shape(config, name, models_dir) for name in {cell.model for cell in cells}}
+    return {
+        cell.id: None if shapes[cell.model] is None else estimate(shapes[cell.model], cell, device, config["options"])
+        for cell in cells
+    }
+
+
+def estimates_gb(config: dict, cells: list[Cell]) -> dict[str, dict[str, float | None]]:
+    """{device: {cell id: GB}} on both devices, for the summary to take the one each cell ran on."""
+    return {
+        device: {cell_id: e and e.gb for cell_id, e in cell_estimates(config, cells, device).items()}
+        for device in ("cpu", "cuda")
+    }

@@ -16,7 +16,8 @@ from ftbench.errors import ConfigError
 from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
-from ftbench.plan.model_shape import max_positions
+from ftbench.plan.estimate import device_capacity_gb, predicted_oom
+from ftbench.plan.model_shape import max_positions, model_shape
 from ftbench.registry import LAYERS, STRATEGIES
 
 
@@ -30,7 +31,8 @@ class Plan:
 
 
 def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
-    """Why a combination cannot run at all (None: it runs). Nothing else is ever pruned."""
+    """Why a combination cannot run at all (None: it runs). Besides these, only cells predicted not to fit
+    are pruned, and only when limits.prune_predicted_oom asks."""
     strategy = STRATEGIES[cell.strategy]
     stages = LAYERS in strategy.shards
     if cell.gpus < strategy.min_gpus:
@@ -99,9 +101,16 @@ def plan(config: dict) -> Plan:
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
     for i, gpus in enumerate(matrix["gpus"]):
         geometry(gpus, gpus_per_node, key=f"matrix.gpus[{i}]")  # refuses a count that does not fill whole nodes
+    prune_oom = config.get("limits", {}).get("prune_predicted_oom", False)
+    if prune_oom and device_capacity_gb(config) is None:
+        raise ConfigError(
+            "limits.prune_predicted_oom: needs the device's memory: hardware.gpu_memory_gb (on CPU "
+            "limits.cpu_memory_per_rank_gb)"
+        )
     result = Plan()
     for index, model in enumerate(config["models"]):
         bs = model.get("batch_size_per_gpu", config["batch_size_per_gpu"])
+        shape = model_shape(config, model["name"]) if prune_oom else None
         max_pos = model.get("architecture", {}).get("max_positions")
         if max_pos is not None:
             for j, seq in enumerate(matrix["seq_len"]):
@@ -130,6 +139,7 @@ def plan(config: dict) -> Plan:
                 activation_checkpointing=checkpointing,
             )
             reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
+            reason = reason or (predicted_oom(config, cell, shape) if prune_oom else None)
             if reason:
                 result.pruned.append((cell, reason))
             else:

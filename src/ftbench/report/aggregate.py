@@ -132,15 +132,57 @@ def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
     )
 
 
+def add_estimates(frame: pl.DataFrame, estimates: dict[str, dict[str, float | None]], device: str) -> pl.DataFrame:
+    """`estimated_memory_gb` (ftbench.plan.estimate, per rank on the device the cell ran on, else `device`) and,
+    where a training peak was measured, `estimate_error` = estimate / measured - 1."""
+    ran_on = frame.get_column("device") if "device" in frame.columns else pl.Series([None] * frame.height)
+    predicted = [
+        estimates.get(d if d in estimates else device, {}).get(cell_id)
+        for cell_id, d in zip(frame.get_column("cell_id"), ran_on, strict=True)
+    ]
+    frame = frame.with_columns(pl.Series("estimated_memory_gb", predicted, dtype=pl.Float64))
+    measured = pl.col("train_peak_memory_gb") if "train_peak_memory_gb" in frame.columns else pl.lit(None)
+    return frame.with_columns((pl.col("estimated_memory_gb") / measured - 1).alias("estimate_error"))
+
+
+def gpu_hour_price(prices: dict[str, float], device: str | None, gpu_model: str | None) -> float | None:
+    """The price of a GPU-hour of this cell's device kind: `cpu`, or the first key found in its GPU model's
+    name (case-insensitive); None when no key matches."""
+    if device == "cpu":
+        return prices.get("cpu")
+    for kind, price in prices.items():
+        if gpu_model and kind != "cpu" and kind.lower() in gpu_model.lower():
+            return price
+    return None
+
+
+def add_cost(frame: pl.DataFrame, prices: dict[str, float]) -> pl.DataFrame:
+    """`gpu_hour_price`, `cost_per_million_train_tokens` (GPUs x price / training tokens per hour x 1e6) and
+    `run_cost` (GPUs x price x run_duration_s), for cells of a priced device kind."""
+    if not prices or "train_tokens_per_s" not in frame.columns:
+        return frame
+    column = {c: frame.get_column(c) if c in frame.columns else [None] * frame.height for c in ("device", "gpu_model")}
+    price = [gpu_hour_price(prices, d, g) for d, g in zip(column["device"], column["gpu_model"], strict=True)]
+    hourly = pl.col("gpu_hour_price") * pl.col("gpus")
+    return frame.with_columns(pl.Series("gpu_hour_price", price, dtype=pl.Float64)).with_columns(
+        (hourly / (pl.col("train_tokens_per_s") * 3600) * 1e6).alias("cost_per_million_train_tokens"),
+        (hourly * pl.col("run_duration_s") / 3600).alias("run_cost"),
+    )
+
+
 def collect(
     cell_ids: list[str],
     metrics_files: list[str | Path],
     pruned: dict[str, str] | None = None,
     calibration: str | Path | None = None,
+    estimates: dict[str, dict[str, float | None]] | None = None,
+    estimate_device: str = "cpu",
+    prices: dict[str, float] | None = None,
 ) -> pl.DataFrame:
     """One row per cell of the plan, in plan order (`metrics_files[i]` is where cell i's metrics would be):
     its metrics (ok, oom, timeout), `failed` with the reason from failure.json, or `pending`; then one
-    `pruned` row per pruned cell with its reason in `note`."""
+    `pruned` row per pruned cell with its reason in `note`. `estimates` ({device: {cell id: GB}}) and
+    `prices` (cost.price_per_gpu_hour) add the estimate and cost columns."""
     rows = []
     for cell_id, path in zip(cell_ids, metrics_files, strict=True):
         failure = job_record(Path(path).parent, FAILURE_FILE)
@@ -164,6 +206,8 @@ def collect(
     rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]
     frame = pl.DataFrame(rows, schema_overrides=SCHEMA_OVERRIDES, infer_schema_length=None)
     frame = add_mfu(frame, read_json(calibration) if calibration else None)
+    frame = add_estimates(frame, estimates or {}, estimate_device)
+    frame = add_cost(frame, prices or {})
     front = [c for c in FRONT_COLUMNS if c in frame.columns]
     log.info("summary: %d cells, %d columns", frame.height, frame.width)
     return frame.select(front + sorted(set(frame.columns) - set(front)))

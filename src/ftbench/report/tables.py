@@ -212,11 +212,12 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str, charts_
     atomic_write_text(tables_md, block)
 
 
-def rebuild(cells, metrics_files, pruned, paths: ReportPaths, readme, run_name, pivots=()):
+def rebuild(cells, metrics_files, pruned, paths: ReportPaths, readme, run_name, pivots=(), **columns):
     """Summary, charts and README tables from whatever results exist (the onerror handler after
-    --keep-going): failed cells show as failed, cells that never ran as pending."""
+    --keep-going): failed cells show as failed, cells that never ran as pending. `columns`: aggregate.collect's
+    estimate and cost inputs."""
     calibration = paths.calibration if Path(paths.calibration).exists() else None
-    frame = aggregate.collect(cells, metrics_files, pruned, calibration)
+    frame = aggregate.collect(cells, metrics_files, pruned, calibration, **columns)
     aggregate.write(frame, parquet=paths.parquet, csv=paths.csv)
     render_all(pl.read_csv(paths.csv, infer_schema_length=None), paths.charts_dir)
     publish(paths.csv, paths.docs_summary, readme, paths.tables_md, run_name, paths.charts_dir, pivots)
