@@ -25,7 +25,9 @@ def test_a_models_own_time_limit_prices_its_cells(tmp_path):
     other = Cell("big", "ddp", 8, "full", "bf16", 4, 1024, 32)
     text = render([cell(8), other], [], HW, 3000, tmp_path, model_timeouts={"big": 6600})
     assert f"| {cell(8).id} | 1 x 8 | 1.00 | 8.00 | unknown until downloaded | to run |" in text
-    assert f"| {other.id} | 1 x 8 | 2.00 | 16.00 | unknown until downloaded | to run |" in text  # 110 min + 10 min start-up
+    assert (
+        f"| {other.id} | 1 x 8 | 2.00 | 16.00 | unknown until downloaded | to run |" in text
+    )  # 110 min + 10 min start-up
 
 
 def test_each_cell_shows_its_memory_estimate_against_the_devices(tmp_path):

@@ -132,6 +132,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     # DeepSpeed's bf16 mode holds bf16 module weights and gradients beside an fp32 master partition; every
     # other strategy keeps fp32 weights (autocast or FSDP's MixedPrecisionPolicy casts for compute)
     weight = BF16 if strategy.zero_stage and bf16 else FP32
+    # DeepSpeed also keeps an fp32 master partition and the fp32 gradient partition its optimizer steps on
     master = FP32 * t if strategy.zero_stage else 0
     offload = strategy.host_offload and device == "cuda"  # on a CPU device "offloaded" is where it was
     if PARAMETERS in strategy.shards:
@@ -146,7 +147,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
         return MemoryEstimate(
             runtime,
             parameters=n * weight / world + gathered,
-            gradients=t * weight / world + bucket,
+            gradients=(t * weight + master) / world + bucket,
             optimizer=(master + t * ADAMW) / world,
             activations=activations,
         )
@@ -155,6 +156,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     # state; ZeRO-Offload steps the fp32 master partition and AdamW on the host
     sharded_grads = GRADIENTS in strategy.shards
     gradients = t * weight / world + shape.layer_params * weight if sharded_grads else t * weight
+    gradients += 0.0 if offload else master / world
     optimizer = (master + t * ADAMW) / world if OPTIMIZER in strategy.shards else t * ADAMW
     optimizer = 0.0 if offload else optimizer
     return MemoryEstimate(runtime, n * weight + casts, gradients, optimizer, activations)
