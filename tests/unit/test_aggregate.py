@@ -85,3 +85,30 @@ def test_mfu_divides_achieved_flops_by_the_measured_ceiling_and_datasheet(tmp_pa
     assert bf16["mfu_measured"] == pytest.approx(5 / 6) and bf16["mfu_datasheet"] == pytest.approx(500 / 989)
     assert fp32["mfu_measured"] == pytest.approx(0.2) and fp32["mfu_datasheet"] == pytest.approx(10 / 67)
     assert "h100" in bf16["datasheet_source"]
+
+
+def test_each_row_carries_the_estimate_for_the_device_it_ran_on_and_its_error(tmp_path):
+    cells = ["m/ddp/1gpu/full-fp32-bs8-seq128", "m/ddp/2gpu/full-fp32-bs8-seq128", "m/ddp/4gpu/full-fp32-bs8-seq128"]
+    write_metrics(tmp_path, cells[0], train_peak_memory_gb=2.0, provenance={"device": "cpu", "versions": {}})
+    write_metrics(tmp_path, cells[1], train_peak_memory_gb=4.0, provenance={"device": "cuda", "versions": {}})
+    estimates = {"cpu": {c: 2.5 for c in cells}, "cuda": {c: 3.0 for c in cells}}
+    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], estimates=estimates)
+    rows = frame.select("estimated_memory_gb", "estimate_error").rows()
+    # the pending cell: the estimate for the configured device (cpu by default), nothing to compare with
+    assert rows == [(2.5, pytest.approx(0.25)), (3.0, pytest.approx(-0.25)), (2.5, None)]
+
+
+def test_cost_columns_price_each_cell_by_its_device_kind(tmp_path):
+    cells = ["m/ddp/2gpu/full-fp32-bs8-seq128", "m/ddp/1gpu/full-fp32-bs8-seq128", "m/fsdp/1gpu/full-fp32-bs8-seq128"]
+    h100 = {"device": "cuda", "gpu_model": "NVIDIA H100 80GB HBM3", "versions": {}}
+    write_metrics(tmp_path, cells[0], train_tokens_per_s=1000.0, run_duration_s=1800.0, provenance=h100)
+    write_metrics(tmp_path, cells[1], run_duration_s=36.0, provenance={"device": "cpu", "versions": {}})
+    a100 = {"device": "cuda", "gpu_model": "NVIDIA A100-SXM4-80GB", "versions": {}}
+    write_metrics(tmp_path, cells[2], run_duration_s=36.0, provenance=a100)
+    prices = {"h100": 3.6, "cpu": 0.1}
+    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], prices=prices)
+    rows = frame.select("gpu_hour_price", "cost_per_million_train_tokens", "run_cost").rows()
+    # 2 GPUs x 3.6 per hour at 3.6M tokens per hour: 2.0 per million tokens; half an hour: 3.6
+    assert rows[0] == (3.6, pytest.approx(2.0), pytest.approx(3.6))
+    assert rows[1] == (0.1, pytest.approx(0.1 / 0.36), pytest.approx(0.001))
+    assert rows[2] == (None, None, None)  # no price for an A100
