@@ -23,6 +23,7 @@ from pathlib import Path
 from harness import bench_spec, prepare_model, prepare_sources, run_cell
 
 from ftbench.cell import Cell
+from ftbench.plan.estimate import estimate
 from ftbench.plan.model_shape import Shape
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     p = QUICK if args.quick else FULL
-    rows, missed = [], []
+    rows, missed, estimates = [], [], []
     with tempfile.TemporaryDirectory(prefix="ftbench-memory-") as tmp:
         work = Path(tmp)
         _, cache = prepare_sources(work, 3000, VOCAB, SEQ)
@@ -68,11 +69,15 @@ def main() -> None:
                 m = run_cell(work, bench_spec(cell, 1, 2, gen=(8, 2)), model, cache, tag)
                 measured[name] = (m, time.perf_counter() - t0)
             m, seconds = measured["model"]
+            shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
+            big = Cell(
+                "model", strategy, world, args.method, "fp32", args.batch, SEQ, args.batch * world, checkpointing
+            )
+            estimates.append((big, estimate(shape, big, "cpu", {}).gb, m["train_peak_memory_gb"]))
             baseline = measured["tiny"][0]["memory_per_rank"]
             model_gb = m["params_total"] * 4 / 2**30
             for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
                 if strategy == "pipeline":
-                    shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
                     share = shape.stage_params(rank, world) / shape.params
                 else:
                     share = 1 / world if strategy in SHARDED else 1.0
@@ -108,6 +113,14 @@ def main() -> None:
             f"| {r['strategy']} | {r['world']} | {r['activation_checkpointing']} | {r['rank']} | {r['params_m']:.1f} | "
             f"{r['model_fp32_gb']:.3f} | "
             f"{r['baseline_setup_gb']:.3f} | {r['setup_gb']:.3f} | {r['train_gb']:.3f} | {bound} |"
+        )
+    print("\nthe memory estimate (ftbench.plan.estimate) against each cell's training peak (largest rank, GB)")
+    print("| strategy | world | act. ckpt | estimate | measured | error |")
+    print("|---|---|---|---|---|---|")
+    for big, predicted, train_gb in estimates:
+        print(
+            f"| {big.strategy} | {big.gpus} | {big.activation_checkpointing} | {predicted:.3f} | {train_gb:.3f} | "
+            f"{predicted / train_gb - 1:+.1%} |"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

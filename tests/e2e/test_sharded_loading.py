@@ -16,6 +16,7 @@ import pytest
 
 from ftbench.cell import Cell
 from ftbench.data import sources, tokcache
+from ftbench.plan.estimate import estimate
 from ftbench.plan.matrix import job_spec
 from ftbench.plan.model_shape import Shape
 
@@ -117,6 +118,14 @@ def test_ddp_holds_a_full_replica(cell):
     big, tiny = cell("ddp"), cell("ddp", "tiny")
     for peak, baseline in zip(setup_peaks(big), setup_peaks(tiny), strict=True):
         assert peak >= baseline + 0.9 * model_gb(big)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
+def test_the_memory_estimate_is_within_20_percent_of_the_training_peak(work, cell, strategy):
+    """ftbench.plan.estimate, before anything runs, against the largest rank's VmHWM over the training steps."""
+    shape = Shape.from_config_json(json.loads((work / "big" / "config.json").read_text()))
+    predicted = estimate(shape, Cell("big", strategy, WORLD, "full", "fp32", 1, SEQ, WORLD), "cpu", {})
+    assert predicted.gb == pytest.approx(cell(strategy)["train_peak_memory_gb"], rel=0.2)
 
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
