@@ -52,6 +52,22 @@ def test_clock_records_one_time_per_lap():
     assert len(clock.step_times) == 2 and all(t >= 0 for t in clock.step_times)
 
 
+def test_energy_comes_from_the_gpus_counter_over_the_timed_steps_and_is_never_guessed():
+    cpu = torch.device("cpu")
+    assert metrics.nvml_energy_reader(cpu) is None
+    clock = metrics.StepClock(cpu)
+    clock.start()
+    clock.lap()
+    assert clock.energy_j() is None and metrics.energy(None, 100) == {}
+    readings = iter([1000.0, 1012.5, 1030.0])  # the counter's joules at start and after each timed step
+    clock._energy = lambda: next(readings)
+    clock.start()
+    clock.lap()
+    clock.lap()
+    assert clock.energy_j() == 30.0
+    assert metrics.energy(30.0, 600) == {"train_energy_j": 30.0, "train_energy_j_per_token": 0.05}
+
+
 def tiny_llama(tie=False):
     from transformers import LlamaConfig, LlamaForCausalLM
 

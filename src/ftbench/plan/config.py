@@ -59,6 +59,7 @@ SUMMARY_COLUMNS = (
     "estimate_error",
     "cost_per_million_train_tokens",
     "run_cost",
+    "train_energy_j_per_token",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""

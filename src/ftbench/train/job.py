@@ -262,6 +262,7 @@ def record_result(
         "inference_new_tokens": gen["new_tokens"],
         "sample_generation": tokenizer.decode(generated["generated_ids"][generated["prompt_len"] :]),
         **measured["memory"],
+        **metrics.energy(trained["energy_j"], cell.tokens_per_step * len(trained["step_times_s"])),
         **measured["setup_facts"],
         "params_total": setup.params_total,
         "params_trainable": setup.params_trainable,

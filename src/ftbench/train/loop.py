@@ -112,7 +112,7 @@ def train(
         losses.append(loss)  # a tensor: no host sync here
         report.step_done(step, loss)
     losses = mean_over_ranks(torch.stack(losses)).tolist()
-    return {"step_times_s": clock.step_times, "losses": losses}
+    return {"step_times_s": clock.step_times, "losses": losses, "energy_j": clock.energy_j()}
 
 
 def rank_rows(trainer, n_rows: int) -> np.ndarray:

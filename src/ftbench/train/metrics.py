@@ -25,24 +25,58 @@ def sync(device: torch.device) -> None:
         dist.barrier()
 
 
+def nvml_energy_reader(device: torch.device):
+    """A function returning the GPU's total-energy counter in joules (NVML: millijoules since the driver
+    loaded), or None: not CUDA, NVML missing, or a GPU without the counter (before Volta). Never guessed."""
+    if device.type != "cuda":
+        return None
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        # NVML numbers GPUs in PCI order, CUDA after CUDA_VISIBLE_DEVICES: the UUID names the same one
+        handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{torch.cuda.get_device_properties(index).uuid}")
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    except pynvml.NVMLError:
+        return None
+    return lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000
+
+
 class StepClock:
-    """Wall time per step, read after `sync`."""
+    """Wall time per step, read after `sync`; and, where the GPU counts it, the energy the timed steps used."""
 
     def __init__(self, device: torch.device):
         self.device = device
         self.step_times: list[float] = []
         self._last = None
+        self._energy = nvml_energy_reader(device)
+        self._energy_start = self._energy_end = None
 
     def start(self) -> None:
         sync(self.device)
         self._last = time.perf_counter()
+        self._energy_start = self._energy() if self._energy else None
 
     def lap(self) -> float:
         sync(self.device)
         now = time.perf_counter()
         self.step_times.append(now - self._last)
         self._last = now
+        self._energy_end = self._energy() if self._energy else None
         return self.step_times[-1]
+
+    def energy_j(self) -> float | None:
+        """Joules every rank's GPU used over the timed steps, summed; None unless every rank could read it.
+        Collective: every rank calls it."""
+        mine = (self._energy_end - self._energy_start) if self._energy_end is not None else None
+        values = torch.tensor([mine or 0.0, mine is not None], dtype=torch.float64, device=self.device)
+        if dist.is_initialized():
+            dist.all_reduce(values)
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        return float(values[0]) if int(values[1]) == world else None
 
 
 STARTUP_PHASES = ["main", "transformers", "process_group", "model_load", "strategy_setup", "first_step"]
@@ -157,6 +191,14 @@ def throughput(tokens_per_step: int, samples_per_step: int, step_times: list[flo
         "step_time_p50_s": float(np.percentile(times, 50)),
         "step_time_p95_s": float(np.percentile(times, 95)),
     }
+
+
+def energy(joules: float | None, tokens: int) -> dict:
+    """`train_energy_j` (every GPU over the timed steps) and `train_energy_j_per_token`; nothing without a
+    reading (CPU cells, GPUs without NVML's counter)."""
+    if joules is None:
+        return {}
+    return {"train_energy_j": joules, "train_energy_j_per_token": joules / tokens}
 
 
 def memory_summary(per_rank: list[dict]) -> dict:
