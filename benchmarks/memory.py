@@ -25,6 +25,7 @@ from harness import bench_spec, prepare_model, prepare_sources, run_cell
 from ftbench.cell import Cell
 from ftbench.plan.estimate import estimate
 from ftbench.plan.model_shape import Shape
+from ftbench.registry import STRATEGIES as REGISTRY
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
 SHARDED = {"fsdp", "zero3", "pipeline"}
@@ -43,9 +44,10 @@ SEQ, VOCAB = 64, 4096
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small model at 1 and 2 ranks")
-    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=STRATEGIES)
+    parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=sorted(REGISTRY))
     parser.add_argument("--method", default="full", choices=["full", "lora"])
     parser.add_argument("--worlds", nargs="+", type=int, help="world sizes (default: 1 2 4; --quick: 1 2)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch", type=int, default=1, help="micro-batch per rank (activations grow with it)")
     parser.add_argument("--checkpointing", nargs="+", default=["none"], choices=["none", "full"])
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -60,19 +62,18 @@ def main() -> None:
         for strategy, world, checkpointing in grid:
             if strategy == "pipeline" and world == 1:
                 continue
-            measured = {}
+            measured, cells = {}, {}
             for name, model in models.items():
                 gbs = args.batch * world  # pipeline: one micro-batch per stage, as the plain cells have
-                cell = Cell(name, strategy, world, args.method, "fp32", args.batch, SEQ, gbs, checkpointing)
+                cell = Cell(name, strategy, world, args.method, args.precision, args.batch, SEQ, gbs, checkpointing)
+                cells[name] = cell
                 t0 = time.perf_counter()
                 tag = f"{strategy}-{world}-{checkpointing}-{name}"
                 m = run_cell(work, bench_spec(cell, 1, 2, gen=(8, 2)), model, cache, tag)
                 measured[name] = (m, time.perf_counter() - t0)
             m, seconds = measured["model"]
             shape = Shape.from_config_json(json.loads((models["model"] / "config.json").read_text()))
-            big = Cell(
-                "model", strategy, world, args.method, "fp32", args.batch, SEQ, args.batch * world, checkpointing
-            )
+            big = cells["model"]
             estimates.append((big, estimate(shape, big, "cpu", {}).gb, m["train_peak_memory_gb"]))
             baseline = measured["tiny"][0]["memory_per_rank"]
             model_gb = m["params_total"] * 4 / 2**30
@@ -99,7 +100,7 @@ def main() -> None:
                 if strategy in SHARDED and row["setup_gb"] > bound:
                     missed.append(f"{strategy} world {world} rank {rank}: {row['setup_gb']:.3f} > {bound:.3f} GB")
     print(
-        f"method {args.method}, fp32, seq {SEQ}, micro-batch {args.batch}; "
+        f"method {args.method}, {args.precision}, seq {SEQ}, micro-batch {args.batch}; "
         "host GB per rank (VmHWM); bound: sharded only"
     )
     print(

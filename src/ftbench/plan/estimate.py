@@ -76,46 +76,44 @@ def layer_activation_bytes(shape: Shape, tokens: int, precision: str) -> int:
     return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element)
 
 
-def activation_bytes(shape: Shape, cell: Cell, layers: int | None = None, micro_batches: int = 1) -> int:
+def activation_bytes(
+    shape: Shape, cell: Cell, layers: int | None = None, micro_batches: int = 1, head: bool = True
+) -> int:
     """What autograd keeps for `micro_batches` micro-batches through `layers` decoder layers (default: all),
-    plus the logits, their log-softmax and their gradient (fp32: the loss upcasts). With activation
-    checkpointing each layer keeps only its input, and one layer at a time holds its intermediates again while
-    it is recomputed."""
+    plus (`head`) the logits, their log-softmax and their gradient (fp32: the loss upcasts). With activation
+    checkpointing each layer keeps only its input, and one layer at a time holds its intermediates again
+    while it is recomputed."""
     layers = shape.layers if layers is None else layers
     tokens = cell.batch_size_per_gpu * cell.seq_len
     per_layer = layer_activation_bytes(shape, tokens, cell.precision)
-    logits = 3 * tokens * shape.vocab * FP32
+    logits = 3 * tokens * shape.vocab * FP32 if head else 0
     if cell.activation_checkpointing == "full":
         kept = micro_batches * layers * tokens * shape.hidden * FP32  # the residual stream stays fp32
         return kept + per_layer + micro_batches * logits
     return micro_batches * (layers * per_layer + logits)
 
 
-def _pipeline(shape: Shape, cell: Cell, options: dict, t: int) -> MemoryEstimate:
-    """The largest stage: its layers' weights, gradients and AdamW state; the activations of the micro-batches
-    it holds at once (GPipe: all of them; 1F1B: at most as many as stages from it to the last)."""
-    world, n = cell.gpus, shape.params
-    schedule = options.get("pipeline", {}).get("schedule", "1F1B")
-    micro = cell.grad_accum_steps
-    worst = None
+def _pipeline_stage(shape: Shape, cell: Cell, options: dict, t: int, runtime: float) -> MemoryEstimate:
+    """The largest stage: its layers' weights (with autocast's copies), gradients and AdamW state, and the
+    activations of the micro-batches it holds at once (GPipe: all; 1F1B: at most the stages from it to the
+    last); the logits on the last stage only."""
+    world, schedule = cell.gpus, options.get("pipeline", {}).get("schedule", "1F1B")
+    base, extra = divmod(shape.layers, world)
+    stages = []
     for stage in range(world):
         held = shape.stage_params(stage, world)
-        share = held / n
-        base, extra = divmod(shape.layers, world)
+        in_flight = cell.grad_accum_steps if schedule == "GPipe" else min(cell.grad_accum_steps, world - stage)
         layers = base + (stage < extra)
-        in_flight = micro if schedule == "GPipe" else min(micro, world - stage)
-        activations = activation_bytes(shape, cell, layers, in_flight)
-        if stage != world - 1:  # the logits live on the last stage only
-            activations -= in_flight * 3 * cell.batch_size_per_gpu * cell.seq_len * shape.vocab * FP32
-        estimate = MemoryEstimate(
-            runtime=0.0,
-            parameters=held * FP32 + (held * BF16 if cell.precision == "bf16" else 0),
-            gradients=share * t * FP32,
-            optimizer=share * t * ADAMW,
-            activations=activations,
+        stages.append(
+            MemoryEstimate(
+                runtime,
+                parameters=held * (FP32 + (BF16 if cell.precision == "bf16" else 0)),
+                gradients=held / shape.params * t * FP32,
+                optimizer=held / shape.params * t * ADAMW,
+                activations=activation_bytes(shape, cell, layers, in_flight, head=stage == world - 1),
+            )
         )
-        worst = estimate if worst is None or estimate.total > worst.total else worst
-    return worst
+    return max(stages, key=lambda e: e.total)
 
 
 def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEstimate:
@@ -126,7 +124,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     bf16 = cell.precision == "bf16"
     runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
     if LAYERS in strategy.shards:
-        return MemoryEstimate(**{**_pipeline(shape, cell, options, t).__dict__, "runtime": runtime})
+        return _pipeline_stage(shape, cell, options, t, runtime)
 
     activations = activation_bytes(shape, cell)
     # DeepSpeed's bf16 mode holds bf16 module weights and gradients beside an fp32 master partition; every
