@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from test_failures import TINY, profile, readme_row, scenario
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def test_a_checkpointed_cell_runs_beside_the_plain_one(tmp_path, raw_test_config, run_snakemake, repo):
