@@ -27,6 +27,11 @@ RUNTIME_BYTES = {"cpu": 0.34 * GB, "cuda": 0.0}
 for zero3, the extra in `ZERO_RUNTIME_BYTES`). CUDA: the allocator's reserved bytes hold tensors only (the
 CUDA context and NCCL's buffers are outside them)."""
 ZERO_RUNTIME_BYTES = {"cpu": 0.025 * GB, "cuda": 0.0}
+ZERO12_CPU_EXTRA = 16
+"""Bytes per trained parameter, over the world, that ZeRO-1/2 on DeepSpeed's CPU accelerator holds beyond the
+20 its buffers account for (a 16-bit-or-fp32 gradient partition, the fp32 master partition and AdamW):
+measured, not explained (benchmarks/memory.py, ~120M Llama: 35-36 bytes per parameter per world at 2 and 4
+ranks, AMD EPYC). Its GPU path is taken as DeepSpeed's own estimate counts it."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     gradients = t * weight / world + shape.layer_params * weight if sharded_grads else t * weight
     gradients += 0.0 if offload else master / world
     optimizer = (master + t * ADAMW) / world if OPTIMIZER in strategy.shards else t * ADAMW
+    if strategy.zero_stage and device == "cpu":
+        optimizer += ZERO12_CPU_EXTRA * t / world
     optimizer = 0.0 if offload else optimizer
     return MemoryEstimate(runtime, n * weight + casts, gradients, optimizer, activations)
 
