@@ -44,6 +44,7 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     checkpointing = options.pop("activation_checkpointing", "none")  # a cell field, not a strategy option
+    optimizer = {"lr": 1e-2, **options.pop("optimizer", {})}  # the optimizer config (a schedule), not an option
     cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs, checkpointing)
     torch.manual_seed(0)
     # LoRA adapters: seeded by name, the same in every strategy
@@ -57,9 +58,10 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     mlp_forwards = []
     # a pre-hook: the recomputation stops early, once the last tensor backward needs is rebuilt
     hook = mlp.register_forward_pre_hook(lambda *_: mlp_forwards.append(1))
-    out = loop.train(trainer, cell, tokcache.open_split(cache_dir, "train"), 0, steps, 0, torch.device("cpu"))
+    train_blocks = tokcache.open_split(cache_dir, "train")
+    out = loop.train(trainer, cell, train_blocks, 0, steps, 0, torch.device("cpu"), optimizer=optimizer)
     hook.remove()
-    eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))
+    eval_loss = loop.evaluate(trainer, tokcache.open_split(cache_dir, "eval"), bs, 2, torch.device("cpu"))["eval_loss"]
     gen = loop.generation(trainer, tokcache.open_split(cache_dir, "eval"), bs, 4, 3, torch.device("cpu"))
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
              "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],

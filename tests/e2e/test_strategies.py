@@ -80,6 +80,16 @@ def test_every_strategy_has_ddps_loss_trajectory(probe, strategy):
     assert reference[-1] < reference[0] - 0.3  # and it is learning
 
 
+@pytest.mark.parametrize("strategy", ["zero2", "pipeline"])
+def test_a_warmup_schedule_reaches_each_strategys_optimizer(probe, strategy):
+    """DeepSpeed's engine and the pipeline schedule step their own optimizers: each follows the warm-up."""
+    warmup = {"optimizer": {"warmup_steps": 4}}
+    reference, constant = probe("ddp", options=warmup)[0]["losses"], probe("ddp")[0]["losses"]
+    assert abs(reference[2] - constant[2]) > 0.05  # a smaller rate at first trains less
+    for rank in probe(strategy, options=warmup):
+        assert max(abs(a - b) for a, b in zip(rank["losses"], reference, strict=True)) <= 1e-3
+
+
 @pytest.mark.parametrize("strategy", ["fsdp", "fsdp_offload", "zero3", "zero3_offload"])
 def test_parameters_are_sharded_one_over_world(probe, strategy):
     for rank in probe(strategy):

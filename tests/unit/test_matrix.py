@@ -102,6 +102,24 @@ def test_global_batch_defaults_to_one_micro_batch_per_rank(test_config):
     assert by_gpus[2].global_batch_size == 4 and by_gpus[2].grad_accum_steps == 1
 
 
+def test_micro_batch_is_an_axis_below_a_models_own_and_above_the_top_level(test_config):
+    test_config["matrix"].update(gpus=[2], batch_size_per_gpu=[1, 4])
+    test_config["global_batch_size"] = 8
+    cells = plan(test_config).cells
+    assert [c.id for c in cells] == [
+        "tiny-llama/ddp/2gpu/full-fp32-bs1-seq64",
+        "tiny-llama/ddp/2gpu/full-fp32-bs4-seq64",
+    ]
+    assert [c.grad_accum_steps for c in cells] == [4, 1]
+    test_config["models"][0]["batch_size_per_gpu"] = 2  # the model's own wins
+    assert [c.batch_size_per_gpu for c in plan(test_config).cells] == [2]
+    del test_config["models"][0]["batch_size_per_gpu"], test_config["matrix"]["batch_size_per_gpu"]
+    assert [c.batch_size_per_gpu for c in plan(test_config).cells] == [test_config["batch_size_per_gpu"]]
+    del test_config["batch_size_per_gpu"]
+    with pytest.raises(ConfigError, match=r"models\[0\] \(tiny-llama\): no micro-batch: set batch_size_per_gpu"):
+        plan(test_config)
+
+
 def test_per_model_batch_override(test_config):
     test_config["models"][0]["batch_size_per_gpu"] = 1
     assert {c.batch_size_per_gpu for c in plan(test_config).cells} == {1}

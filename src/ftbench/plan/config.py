@@ -60,6 +60,10 @@ SUMMARY_COLUMNS = (
     "cost_per_million_train_tokens",
     "run_cost",
     "train_energy_j_per_token",
+    "epoch_s",
+    "eval_tokens_per_s",
+    "prefill_s",
+    "decode_latency_per_token_s",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""

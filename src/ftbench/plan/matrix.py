@@ -93,9 +93,24 @@ def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: in
     return gbs
 
 
+def _batch_sizes(config: dict, index: int, model: dict) -> list[int]:
+    """The micro-batches a model's cells sweep: its own `batch_size_per_gpu`, else `matrix.batch_size_per_gpu`,
+    else the top-level value."""
+    if "batch_size_per_gpu" in model:
+        return [model["batch_size_per_gpu"]]
+    if config["matrix"].get("batch_size_per_gpu"):
+        return config["matrix"]["batch_size_per_gpu"]
+    if "batch_size_per_gpu" in config:
+        return [config["batch_size_per_gpu"]]
+    raise ConfigError(
+        f"models[{index}] ({model['name']}): no micro-batch: set batch_size_per_gpu (top level or the model's) "
+        "or matrix.batch_size_per_gpu"
+    )
+
+
 def plan(config: dict) -> Plan:
     """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len,
-    activation_checkpointing)."""
+    batch_size_per_gpu, activation_checkpointing)."""
     _check_models(config)
     matrix = config["matrix"]
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
@@ -109,7 +124,7 @@ def plan(config: dict) -> Plan:
         )
     result = Plan()
     for index, model in enumerate(config["models"]):
-        bs = model.get("batch_size_per_gpu", config["batch_size_per_gpu"])
+        sizes = _batch_sizes(config, index, model)
         shape = model_shape(config, model["name"]) if prune_oom else None
         max_pos = model.get("architecture", {}).get("max_positions")
         if max_pos is not None:
@@ -119,12 +134,13 @@ def plan(config: dict) -> Plan:
                         f"matrix.seq_len[{j}]: {seq} exceeds models[{index}].architecture.max_positions={max_pos} "
                         f"({model['name']}); use at most {max_pos} or raise max_positions"
                     )
-        for strategy, gpus, method, precision, seq, checkpointing in itertools.product(
+        for strategy, gpus, method, precision, seq, bs, checkpointing in itertools.product(
             matrix["strategies"],
             matrix["gpus"],
             matrix.get("method", ["full"]),
             matrix.get("precision", ["fp32"]),
             matrix["seq_len"],
+            sizes,
             matrix.get("activation_checkpointing", ["none"]),
         ):
             cell = Cell(

@@ -199,11 +199,12 @@ def measure(setup: Setup, spec: dict, cell: Cell, cache_dir: Path, progress: loo
         spec["seed"],
         device,
         progress,
+        spec["optimizer"],
     )
     setup.memory.end_train()
     progress.phase = "eval"
     eval_blocks = tokcache.open_split(cache_dir, "eval")
-    eval_loss = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
+    evaluated = loop.evaluate(trainer, eval_blocks, cell.batch_size_per_gpu, steps["eval"], device)
     progress.phase = "generate"
     generated = loop.generation(
         trainer,
@@ -216,7 +217,7 @@ def measure(setup: Setup, spec: dict, cell: Cell, cache_dir: Path, progress: loo
     metrics.sync(device)
     return {
         "trained": trained,
-        "eval_loss": eval_loss,
+        "evaluated": evaluated,
         "generated": generated,
         "run_duration_s": time.perf_counter() - run_start,
         "memory": metrics.memory_summary(metrics.gather(setup.memory.summary())),
@@ -234,7 +235,7 @@ def record_result(
     trained, generated, eval_loss, flops = (
         measured["trained"],
         measured["generated"],
-        measured["eval_loss"],
+        measured["evaluated"]["eval_loss"],
         setup.flops,
     )
     losses = trained["losses"][steps["warmup"] :]
@@ -254,11 +255,16 @@ def record_result(
             flops["hardware_flops_per_token"] * throughput["train_tokens_per_s"] / cell.gpus
         ),
         "run_duration_s": measured["run_duration_s"],
+        # one pass over the cell's own training data at the measured throughput
+        "epoch_s": setup.cache_manifest["tokens"]["train"] / throughput["train_tokens_per_s"],
         "train_loss_avg": sum(losses) / len(losses),
         "train_loss_final": losses[-1],
         "eval_loss": eval_loss,
         "eval_perplexity": metrics.perplexity(eval_loss),
+        "eval_tokens_per_s": measured["evaluated"]["eval_tokens_per_s"],
         "inference_tokens_per_s": generated["inference_tokens_per_s"],
+        "prefill_s": generated["prefill_s"],
+        "decode_latency_per_token_s": generated["decode_latency_per_token_s"],
         "inference_new_tokens": gen["new_tokens"],
         "sample_generation": tokenizer.decode(generated["generated_ids"][generated["prompt_len"] :]),
         **measured["memory"],

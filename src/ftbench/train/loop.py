@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ftbench.train import schedule
 from ftbench.train.metrics import StepClock, mean_over_ranks, sync
 from ftbench.train.strategies.base import eager
 
@@ -87,9 +88,18 @@ def rank_micro_batches(blocks, order, step, cell, trainer, device) -> list[torch
 
 
 def train(
-    trainer, cell, blocks, warmup: int, measure: int, seed: int, device, progress: Progress | None = None
+    trainer,
+    cell,
+    blocks,
+    warmup: int,
+    measure: int,
+    seed: int,
+    device,
+    progress: Progress | None = None,
+    optimizer: dict | None = None,
 ) -> dict:
-    """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses.
+    """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses. With an
+    `optimizer` config that asks for a schedule, each step's learning rate is set before it.
 
     `progress` (if given) is kept current, so a rank that fails mid-way can report what it measured."""
     check_enough_data(len(blocks), cell)
@@ -106,6 +116,8 @@ def train(
         # data loading is inside the step time: it is part of what the user waits for
         if step == warmup:
             clock.start()
+        if optimizer and schedule.scheduled(optimizer):
+            schedule.set_lr(trainer.optimizer, schedule.lr_at(step, warmup + measure, optimizer))
         loss = trainer.train_step(rank_micro_batches(blocks, order, step, cell, trainer, device))
         if step >= warmup:
             clock.lap()
@@ -122,34 +134,54 @@ def rank_rows(trainer, n_rows: int) -> np.ndarray:
     return np.arange(trainer.data_rank, usable, trainer.data_world)
 
 
-def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> float:
-    """Mean next-token loss over this job's share of the eval blocks (weighted by batch size)."""
+def evaluate(trainer, blocks, batch_size: int, max_batches: int, device) -> dict:
+    """Mean next-token loss over this job's share of the eval blocks (weighted by batch size), and the eval
+    forward's throughput: tokens per second over every batch after the first (its warm-up), summed over the
+    data-parallel ranks — what bench_pie's "inference tokens/s" measures."""
     mine = rank_rows(trainer, len(blocks))[: batch_size * max_batches]
     total = torch.zeros(2, device=device)
+    timed_tokens, start = 0, None
     with eager():
-        for start in range(0, len(mine), batch_size):
-            batch = to_tensor(blocks[mine[start : start + batch_size]], device)
+        for first in range(0, len(mine), batch_size):
+            batch = to_tensor(blocks[mine[first : first + batch_size]], device)
             total[0] += trainer.eval_loss(batch) * len(batch)
             total[1] += len(batch)
+            if start is None:
+                sync(device)
+                start = time.perf_counter()
+            else:
+                timed_tokens += batch.numel()
+        sync(device)
+    elapsed = time.perf_counter() - start if start is not None else 0.0
     total = mean_over_ranks(total)
-    return (total[0] / total[1]).item()
+    throughput = timed_tokens * trainer.data_world / elapsed if timed_tokens and elapsed > 0 else None
+    return {"eval_loss": (total[0] / total[1]).item(), "eval_tokens_per_s": throughput}
 
 
 def generation(trainer, blocks, batch_size: int, prompt_tokens: int, new_tokens: int, device) -> dict:
-    """Greedy generation of `new_tokens` after the first `prompt_tokens` of eval blocks, timed for the job."""
+    """Greedy generation of `new_tokens` after the first `prompt_tokens` of eval blocks, timed for the job;
+    and its two parts: the prefill (the prompt's forward and the first token: a 1-token call, timed after
+    an untimed one) and each further token's latency."""
     rows = rank_rows(trainer, len(blocks))[:batch_size]
     prompts = to_tensor(blocks[rows, :prompt_tokens], device)
     with eager():
         trainer.generate(prompts, 1)  # untimed: the first call pays one-off set-up (cache classes, kernels)
-        sync(device)
-        start = time.perf_counter()
-        out = trainer.generate(prompts, new_tokens)
-        sync(device)
-        elapsed = time.perf_counter() - start
+        prefill_s = _timed(lambda: trainer.generate(prompts, 1), device)[1]
+        out, elapsed = _timed(lambda: trainer.generate(prompts, new_tokens), device)
     new = out.shape[1] - prompts.shape[1]
     return {
         "inference_tokens_per_s": len(prompts) * new * trainer.data_world / elapsed,
         "inference_time_s": elapsed,
+        "prefill_s": prefill_s,
+        "decode_latency_per_token_s": max(elapsed - prefill_s, 0.0) / (new - 1) if new > 1 else None,
         "generated_ids": out[0].tolist(),
         "prompt_len": prompts.shape[1],
     }
+
+
+def _timed(call, device):
+    sync(device)
+    start = time.perf_counter()
+    out = call()
+    sync(device)
+    return out, time.perf_counter() - start
