@@ -18,7 +18,7 @@ from ftbench.files import atomic_write_text
 # (summary column, header, True when higher is better)
 METRICS = [
     ("train_tokens_per_s", "train tok/s", True),
-    ("inference_tokens_per_s", "decode tok/s", True),
+    ("inference_tokens_per_s", "inference tok/s", True),
     ("peak_memory_gb", "memory", False),
     ("step_time_p50_s", "step p50", False),
     ("eval_loss", "eval loss", False),
