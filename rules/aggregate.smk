@@ -20,9 +20,7 @@ rule aggregate_metrics:
         metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
         pruned={cell.id: reason for cell, reason in PLAN.pruned},
         # every cell, pruned ones too, for its memory estimate
-        cell_specs=[
-            cell.to_dict() for cell in [*PLAN.cells, *(c for c, _ in PLAN.pruned)]
-        ],
+        cell_specs=[cell.to_dict() for cell in PLAN.every_cell],
         prices=config["cost"]["price_per_gpu_hour"],
     script:
         "../scripts/aggregate.py"

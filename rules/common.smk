@@ -297,9 +297,5 @@ def rebuild_report():
         readme=config["report"]["readme"],
         run_name=RUN,
         pivots=config["report"]["pivots"],
-        estimates=estimate.estimates_gb(
-            config, [*PLAN.cells, *(c for c, _ in PLAN.pruned)]
-        ),
-        estimate_device=estimate.estimate_device(config["hardware"]),
-        prices=config["cost"]["price_per_gpu_hour"],
+        **estimate.summary_inputs(config, PLAN.every_cell),
     )

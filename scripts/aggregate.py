@@ -5,16 +5,13 @@ from ftbench.plan import estimate
 from ftbench.report import aggregate
 
 logs.to_file(snakemake.log[0])
-config = snakemake.config
 # estimated now, with every model's config.json in place
-estimates = estimate.estimates_gb(config, [Cell(**spec) for spec in snakemake.params.cell_specs])
+cells = [Cell(**spec) for spec in snakemake.params.cell_specs]
 summary = aggregate.collect(
     snakemake.params.cells,
     snakemake.params.metrics_files,
     snakemake.params.pruned,
     snakemake.input.calibration,
-    estimates,
-    estimate.estimate_device(config["hardware"]),
-    snakemake.params.prices,
+    **estimate.summary_inputs(snakemake.config, cells),
 )
 aggregate.write(summary, parquet=snakemake.output.parquet, csv=snakemake.output.csv)

@@ -103,12 +103,11 @@ def _pipeline_stage(shape: Shape, cell: Cell, options: dict, t: int, runtime: fl
     activations of the micro-batches it holds at once (GPipe: all; 1F1B: at most the stages from it to the
     last); the logits on the last stage only."""
     world, schedule = cell.gpus, options.get("pipeline", {}).get("schedule", "1F1B")
-    base, extra = divmod(shape.layers, world)
     stages = []
     for stage in range(world):
         held = shape.stage_params(stage, world)
         in_flight = cell.grad_accum_steps if schedule == "GPipe" else min(cell.grad_accum_steps, world - stage)
-        layers = base + (stage < extra)
+        layers = shape.stage_layers(stage, world)
         stages.append(
             MemoryEstimate(
                 runtime,
@@ -167,15 +166,6 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     return MemoryEstimate(runtime, n * weight + casts, gradients, optimizer, activations)
 
 
-def host_offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
-    """What an offloading strategy keeps on the host beside a GPU: the fp32 master partition, its gradients
-    and AdamW's state (FSDP's offloaded shards: the fp32 weights instead of a master copy)."""
-    if not STRATEGIES[cell.strategy].host_offload:
-        return 0.0
-    t = trainable_params(shape, cell.method, options)
-    return t * (2 * FP32 + ADAMW) / cell.gpus
-
-
 def estimate_device(hardware: dict) -> str:
     """The device a cell's ranks run on, as planning can know it: `hardware.device`; for `auto`, cuda when
     jobs ask Slurm for GPUs by an explicit `gpu_gres` or this machine has an NVIDIA driver, else cpu."""
@@ -193,17 +183,16 @@ def device_capacity_gb(config: dict) -> float | None:
     return config["hardware"].get("gpu_memory_gb")
 
 
-def predicted_oom(config: dict, cell: Cell, shape: Shape | None) -> str | None:
-    """Why `cell` is predicted not to fit its device (the estimate against the capacity), or None: it fits,
-    or its model's shape or the device's capacity is not known."""
-    capacity = device_capacity_gb(config)
-    if shape is None or capacity is None:
+def predicted_oom(cell: Cell, shape: Shape | None, device: str, capacity_gb: float, options: dict) -> str | None:
+    """Why `cell` is predicted not to fit `capacity_gb` of its device, or None: it fits, or its model's shape
+    is not known."""
+    if shape is None:
         return None
-    predicted = estimate(shape, cell, estimate_device(config["hardware"]), config["options"])
-    if predicted.gb <= capacity:
+    predicted = estimate(shape, cell, device, options)
+    if predicted.gb <= capacity_gb:
         return None
     return (
-        f"predicted {predicted.gb:.1f} GB per rank > {capacity:g} GB of the device ({predicted.breakdown()}); "
+        f"predicted {predicted.gb:.1f} GB per rank > {capacity_gb:g} GB of the device ({predicted.breakdown()}); "
         "limits.prune_predicted_oom is on"
     )
 
@@ -221,9 +210,14 @@ def cell_estimates(
     }
 
 
-def estimates_gb(config: dict, cells: list[Cell]) -> dict[str, dict[str, float | None]]:
-    """{device: {cell id: GB}} on both devices, for the summary to take the one each cell ran on."""
+def summary_inputs(config: dict, cells: list[Cell]) -> dict:
+    """aggregate.collect's estimate and cost arguments: {device: {cell id: GB}} on both devices (the summary
+    takes the one each cell ran on), the device a cell without a record is estimated for, and the prices."""
     return {
-        device: {cell_id: e and e.gb for cell_id, e in cell_estimates(config, cells, device).items()}
-        for device in ("cpu", "cuda")
+        "estimates": {
+            device: {cell_id: e and e.gb for cell_id, e in cell_estimates(config, cells, device).items()}
+            for device in ("cpu", "cuda")
+        },
+        "estimate_device": estimate_device(config["hardware"]),
+        "prices": config["cost"]["price_per_gpu_hour"],
     }

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from ftbench.cell import Cell
 from ftbench.launch.slurm import gpu_gres
-from ftbench.plan.estimate import FP32, GB, estimate, host_offloaded_bytes
+from ftbench.plan.estimate import ADAMW, FP32, GB, estimate, trainable_params
 from ftbench.plan.model_shape import Shape
+from ftbench.registry import STRATEGIES
 
 RUNTIME_GB = {"cpu": 1.0, "cuda": 4.0}
 """A rank's process without the model: Python, torch, transformers, DeepSpeed, gloo/NCCL; on CUDA the
@@ -19,6 +20,15 @@ host side of the CUDA context and libraries. Measured on CPU (benchmarks/memory.
 (ddp, fsdp, pipeline), 0.36 GB (zero3); the figure leaves room for torch.compile and DeepSpeed's op builds."""
 SLACK = 1.25
 """Headroom over the estimate: a Slurm job past its --mem is killed, not reported as OOM."""
+
+
+def host_offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
+    """What an offloading strategy keeps on the host beside a GPU: the fp32 master partition, its gradients
+    and AdamW's state (FSDP's offloaded shards: the fp32 weights instead of a master copy)."""
+    if not STRATEGIES[cell.strategy].host_offload:
+        return 0.0
+    t = trainable_params(shape, cell.method, options)
+    return t * (2 * FP32 + ADAMW) / cell.gpus
 
 
 def per_rank_gb(shape: Shape, cell: Cell, device: str, options: dict) -> float:

@@ -16,7 +16,7 @@ from ftbench.errors import ConfigError
 from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
-from ftbench.plan.estimate import device_capacity_gb, predicted_oom
+from ftbench.plan.estimate import device_capacity_gb, estimate_device, predicted_oom
 from ftbench.plan.model_shape import max_positions, model_shape
 from ftbench.registry import LAYERS, STRATEGIES
 
@@ -28,6 +28,11 @@ class Plan:
     """Cells left out on purpose, each with its reason."""
     selected: list[Cell] = field(default_factory=list)
     """The cells this invocation runs (config `select`); the others keep what is on disk."""
+
+    @property
+    def every_cell(self) -> list[Cell]:
+        """The planned cells, then the pruned ones."""
+        return [*self.cells, *(cell for cell, _ in self.pruned)]
 
 
 def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
@@ -117,7 +122,9 @@ def plan(config: dict) -> Plan:
     for i, gpus in enumerate(matrix["gpus"]):
         geometry(gpus, gpus_per_node, key=f"matrix.gpus[{i}]")  # refuses a count that does not fill whole nodes
     prune_oom = config.get("limits", {}).get("prune_predicted_oom", False)
-    if prune_oom and device_capacity_gb(config) is None:
+    capacity = device_capacity_gb(config) if prune_oom else None
+    device = estimate_device(config["hardware"]) if prune_oom else None
+    if prune_oom and capacity is None:
         raise ConfigError(
             "limits.prune_predicted_oom: needs the device's memory: hardware.gpu_memory_gb (on CPU "
             "limits.cpu_memory_per_rank_gb)"
@@ -155,7 +162,8 @@ def plan(config: dict) -> Plan:
                 activation_checkpointing=checkpointing,
             )
             reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
-            reason = reason or (predicted_oom(config, cell, shape) if prune_oom else None)
+            if prune_oom and not reason:
+                reason = predicted_oom(cell, shape, device, capacity, config["options"])
             if reason:
                 result.pruned.append((cell, reason))
             else:

@@ -74,12 +74,16 @@ class Shape:
         positions = self.gpt2_positions * self.hidden
         return self.layers * self.layer_params + self.embedding_params + head + final_norm + positions
 
-    def stage_params(self, stage: int, stages: int) -> int:
-        """What pipeline stage `stage` of `stages` holds: its layers (split as evenly as possible, earlier
-        stages taking the remainder, as ftbench.train.strategies.pipeline does), the embedding table on the first,
-        the final norm and the head on the last."""
+    def stage_layers(self, stage: int, stages: int) -> int:
+        """Decoder layers of pipeline stage `stage` of `stages`: split as evenly as possible, earlier stages
+        taking the remainder, as ftbench.train.strategies.pipeline does."""
         base, extra = divmod(self.layers, stages)
-        held = (base + (stage < extra)) * self.layer_params
+        return base + (stage < extra)
+
+    def stage_params(self, stage: int, stages: int) -> int:
+        """What pipeline stage `stage` of `stages` holds: its layers, the embedding table on the first, the
+        final norm and the head on the last."""
+        held = self.stage_layers(stage, stages) * self.layer_params
         if stage == 0:
             held += self.embedding_params + self.gpt2_positions * self.hidden
         if stage == stages - 1:

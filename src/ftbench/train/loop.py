@@ -111,20 +111,22 @@ def train(
     progress.marks["first_step"] = time.time()  # the end of the cell's fixed cost
     rank = dist.get_rank() if dist.is_initialized() else 0
     report = ProgressLog(warmup + measure, cell.tokens_per_step, rank=rank)
+    scheduled = bool(optimizer) and schedule.scheduled(optimizer)
     for step in range(warmup + measure):
         progress.steps_done = step
         # data loading is inside the step time: it is part of what the user waits for
         if step == warmup:
             clock.start()
-        if optimizer and schedule.scheduled(optimizer):
+        if scheduled:
             schedule.set_lr(trainer.optimizer, schedule.lr_at(step, warmup + measure, optimizer))
         loss = trainer.train_step(rank_micro_batches(blocks, order, step, cell, trainer, device))
         if step >= warmup:
             clock.lap()
         losses.append(loss)  # a tensor: no host sync here
         report.step_done(step, loss)
+    energy_j = clock.energy_j()  # before another collective: the counter's window is the timed steps
     losses = mean_over_ranks(torch.stack(losses)).tolist()
-    return {"step_times_s": clock.step_times, "losses": losses, "energy_j": clock.energy_j()}
+    return {"step_times_s": clock.step_times, "losses": losses, "energy_j": energy_j}
 
 
 def rank_rows(trainer, n_rows: int) -> np.ndarray:

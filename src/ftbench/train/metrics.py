@@ -53,7 +53,7 @@ class StepClock:
         self.step_times: list[float] = []
         self._last = None
         self._energy = nvml_energy_reader(device)
-        self._energy_start = self._energy_end = None
+        self._energy_start = None
 
     def start(self) -> None:
         sync(self.device)
@@ -65,13 +65,12 @@ class StepClock:
         now = time.perf_counter()
         self.step_times.append(now - self._last)
         self._last = now
-        self._energy_end = self._energy() if self._energy else None
         return self.step_times[-1]
 
     def energy_j(self) -> float | None:
-        """Joules every rank's GPU used over the timed steps, summed; None unless every rank could read it.
-        Collective: every rank calls it."""
-        mine = (self._energy_end - self._energy_start) if self._energy_end is not None else None
+        """Joules every rank's GPU used from `start` to now (call it right after the last `lap`), summed; None
+        unless every rank could read it. Collective: every rank calls it."""
+        mine = self._energy() - self._energy_start if self._energy and self._energy_start is not None else None
         values = torch.tensor([mine or 0.0, mine is not None], dtype=torch.float64, device=self.device)
         if dist.is_initialized():
             dist.all_reduce(values)
