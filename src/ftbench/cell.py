@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, fields
 
-from ftbench.registry import STRATEGIES
+from ftbench.registry import STRATEGIES, Mesh, mesh_of
 
 CELL_PATTERN = "{model}/{strategy}/{gpus}gpu/{method}-{precision}-bs{bs}-seq{seq}"
 """The cell id's fixed part; also the directory of the cell under results/<run_name>/runs/. Optional fields
@@ -22,9 +22,15 @@ class IdSegment:
     tag: str
     default: object
     value_re: str = r"[a-z0-9.]+"
+    kind: type = str
+    """The value's type in a parsed id (the fixed fields stay strings)."""
 
 
-OPTIONAL_SEGMENTS: tuple[IdSegment, ...] = (IdSegment("activation_checkpointing", "ac", "none"),)
+OPTIONAL_SEGMENTS: tuple[IdSegment, ...] = (
+    IdSegment("activation_checkpointing", "ac", "none"),
+    IdSegment("tp_degree", "tp", 0, r"[0-9]+", int),
+    IdSegment("shard_group", "sg", 0, r"[0-9]+", int),
+)
 """Optional id segments, in the order they follow `seq<n>`. The one grammar: `Cell.id`, `parse_cell_id` and
 the rules' `{options}` wildcard (`OPTIONS_WILDCARD`) are all built from it."""
 
@@ -68,11 +74,20 @@ class Cell:
     """Samples per optimizer step over all ranks."""
     activation_checkpointing: str = "none"
     """`none`, or `full`: every decoder layer's activations recomputed in backward (matrix axis)."""
+    tp_degree: int = 0
+    """fsdp_tp: ranks per tensor-parallel group (matrix axis); 0: the default (`registry.default_inner_degree`)."""
+    shard_group: int = 0
+    """hsdp: ranks per shard group (matrix axis); 0: the default (`registry.default_inner_degree`)."""
+
+    @property
+    def mesh(self) -> Mesh:
+        return mesh_of(self.strategy, self.gpus, self.tp_degree, self.shard_group)
 
     @property
     def data_parallel_size(self) -> int:
-        """Ranks that read different samples: every rank, or one shard for the whole pipeline."""
-        return self.gpus if STRATEGIES[self.strategy].data_parallel else 1
+        """Ranks that read different samples: every rank; one shard for a pipeline or a TP group; the
+        data-parallel groups of fsdp_tp."""
+        return self.mesh.data_parallel
 
     @property
     def zero_stage(self) -> int | None:
@@ -127,5 +142,5 @@ def parse_cell_id(cell_id: str) -> dict:
         raise ValueError(f"not a cell id: {cell_id!r} (expected {CELL_PATTERN}[optional -<tag>-<value> segments])")
     parts = m.groupdict()
     for s in OPTIONAL_SEGMENTS:
-        parts[s.field] = parts[s.field] or s.default
+        parts[s.field] = s.kind(parts[s.field]) if parts[s.field] else s.default
     return parts

@@ -25,6 +25,14 @@ class Strategy:
     host_offload: bool = False
     """Optimizer state and master weights live in host memory beside a GPU."""
     min_gpus: int = 1
+    mesh: str = "flat"
+    """How the ranks are arranged (`mesh_of`): `flat` (one group of every rank), `tp` (every rank one
+    tensor-parallel group), `fsdp_tp` (FSDP over data-parallel groups x TP inside each), `hsdp` (shard groups,
+    replicated across)."""
+
+    @property
+    def tensor_parallel(self) -> bool:
+        return self.mesh in ("tp", "fsdp_tp")
 
     @property
     def data_parallel(self) -> bool:
@@ -59,5 +67,65 @@ STRATEGIES: dict[str, Strategy] = {
             "zero3_offload", "zero", {"stage": 3, "offload": True}, shards=_SHARDED, zero_stage=3, host_offload=True
         ),
         Strategy("pipeline", "pipeline", shards=(LAYERS,), min_gpus=2),
+        Strategy("tp", "tensor_parallel", min_gpus=2, mesh="tp"),
+        Strategy("fsdp_tp", "tensor_parallel", {"fsdp": True}, shards=_SHARDED, min_gpus=4, mesh="fsdp_tp"),
+        Strategy("hsdp", "fsdp", shards=_SHARDED, min_gpus=4, mesh="hsdp"),
     )
 }
+
+
+def default_inner_degree(gpus: int) -> int:
+    """The inner mesh dimension when the config leaves it unset (`matrix.tp_degree` for fsdp_tp,
+    `matrix.shard_group` for hsdp): half the GPUs, at most 8, so that on one node the mesh is two groups
+    (unlike fsdp or tp) and on 8-GPU nodes each group is one node."""
+    return max(1, min(gpus // 2, 8))
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """A cell's ranks as parallel dimensions."""
+
+    data_parallel: int
+    """Ranks that read different samples (what the global batch divides by)."""
+    tensor_parallel: int = 1
+    """Ranks one tensor-parallel layer is split over (consecutive ranks: inside a node)."""
+    shard: int = 1
+    """Ranks the sharded states (`Strategy.shards`) are split over: the world, HSDP's shard group, or the
+    data-parallel ranks of fsdp_tp; 1 for a replica."""
+
+    @property
+    def replicate(self) -> int:
+        """HSDP: groups that hold the same shards."""
+        return self.data_parallel // self.shard if self.shard > 1 else self.data_parallel
+
+
+def mesh_of(strategy: str, gpus: int, tp_degree: int = 0, shard_group: int = 0) -> Mesh:
+    """The mesh of `strategy` at `gpus` ranks; `tp_degree` / `shard_group` 0: `default_inner_degree`. A
+    world the inner degree does not divide is the planner's to prune (`mesh_problem`)."""
+    row = STRATEGIES[strategy]
+    if row.mesh == "tp":
+        return Mesh(1, tensor_parallel=gpus)
+    if row.mesh == "fsdp_tp":
+        tp = tp_degree or default_inner_degree(gpus)
+        return Mesh(gpus // tp, tensor_parallel=tp, shard=gpus // tp)
+    if row.mesh == "hsdp":
+        return Mesh(gpus, shard=shard_group or default_inner_degree(gpus))
+    if not row.data_parallel:
+        return Mesh(1)
+    return Mesh(gpus, shard=gpus if row.shards else 1)
+
+
+def mesh_problem(strategy: str, gpus: int, tp_degree: int, shard_group: int, gpus_per_node: int) -> str | None:
+    """Why this mesh cannot be built (None: it can): an inner degree that does not divide the world, or a TP
+    group wider than a node (its all-reduces run every layer: it stays on one node's links)."""
+    row = STRATEGIES[strategy]
+    inner = {"tp": gpus, "fsdp_tp": tp_degree, "hsdp": shard_group}.get(row.mesh)
+    if inner is None:
+        return None
+    inner = inner or default_inner_degree(gpus)
+    name = {"tp": "TP degree", "fsdp_tp": "TP degree", "hsdp": "shard group"}[row.mesh]
+    if gpus % inner:
+        return f"{strategy}: the world of {gpus} GPUs is not divisible by the {name} {inner}"
+    if row.tensor_parallel and inner > min(gpus, gpus_per_node):
+        return f"{strategy}: a TP group of {inner} GPUs is wider than a node of {gpus_per_node}"
+    return None

@@ -16,9 +16,35 @@ from ftbench.train.strategies import TrainEnv, build_trainer
 from ftbench.train.weights import Weights
 
 
+def loaded_as_saved(module, model_dir) -> bool:
+    """Every parameter, gathered whole from its ranks' blocks, equals the checkpoint's tensor (DTensors only:
+    a plain tensor is read whole)."""
+    from safetensors.torch import load_file
+    from torch.distributed.tensor import DTensor
+
+    saved = {}
+    for path in Path(model_dir).glob("*.safetensors"):
+        saved.update(load_file(path))
+    ok = True
+    for name, p in module.named_parameters():
+        if isinstance(p, DTensor):
+            key = name.replace("_checkpoint_wrapped_module.", "")
+            ok &= bool(torch.equal(p.full_tensor(), saved[key]))
+    return ok
+
+
 def held(trainer, strategy: str, full_params: int) -> dict:
     """How much of the model / optimizer state this rank holds."""
-    if strategy.startswith("fsdp"):
+    if strategy in ("tp", "fsdp_tp"):
+        if strategy == "fsdp_tp":
+            trainer.module.reshard()
+        q = trainer.module.model.layers[0].self_attn.q_proj.weight
+        o = trainer.module.model.layers[0].self_attn.o_proj.weight
+        local = sum(getattr(p, "to_local", lambda p=p: p)().numel() for p in trainer.module.parameters())
+        return {"param_fraction": local / full_params, "q_fraction": q.to_local().numel() / q.numel(),
+                "o_fraction": o.to_local().numel() / o.numel(), "q_placements": str(q.placements),
+                "o_placements": str(o.placements)}
+    if strategy.startswith("fsdp") or strategy == "hsdp":
         trainer.module.reshard()  # the root stays unsharded after a forward (generation) until its backward
         local = sum(p.to_local().numel() for p in trainer.module.parameters())
         return {"param_fraction": local / full_params}
@@ -39,13 +65,14 @@ def held(trainer, strategy: str, full_params: int) -> dict:
 
 
 def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir, options):
+    mesh = {k: options.pop(k) for k in ("tp_degree", "shard_group") if k in options}  # cell fields
     os.environ["DS_ACCELERATOR"] = "cpu"
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     checkpointing = options.pop("activation_checkpointing", "none")  # a cell field, not a strategy option
     optimizer = {"lr": 1e-2, **options.pop("optimizer", {})}  # the optimizer config (a schedule), not an option
-    cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs, checkpointing)
+    cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs, checkpointing, **mesh)
     torch.manual_seed(0)
     # LoRA adapters: seeded by name, the same in every strategy
     weights = Weights(model_dir, method, {}, 0, activation_checkpointing=checkpointing)
@@ -53,6 +80,7 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     full = sum(p.numel() for p in model.parameters())
     env = TrainEnv(rank, world, rank, torch.device("cpu"), 1e-2, 0.0, 1.0, options, weights)
     trainer = build_trainer(model, cell, env)
+    loaded_exact = loaded_as_saved(trainer.module, model_dir)
     # forwards of this rank's first MLP during training: one more per micro-batch when activations are recomputed
     mlp = next(m for m in trainer.module.modules() if type(m).__name__.endswith("MLP"))
     mlp_forwards = []
@@ -66,6 +94,7 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
              "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],
              "mlp_forwards": len(mlp_forwards), "micro_batches": steps * cell.grad_accum_steps,
+             "loaded_exact": loaded_exact, "data_rank": trainer.data_rank, "data_world": trainer.data_world,
              **held(trainer, strategy, full)}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))
     dist.destroy_process_group()

@@ -22,7 +22,7 @@ def assets(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
     sources.prepare_dataset("builtin:customer_support", root / "data", 300, 0)
     sources.train_tokenizer("builtin:bpe-400", root / "data", "{instruction}\n{response}", root / "tok")
-    arch = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "intermediate_size": 64, "max_positions": 64}
+    arch = {"hidden_size": 32, "num_layers": 4, "num_heads": 4, "intermediate_size": 64, "max_positions": 64}
     sources.prepare_model(
         {"name": "m", "source": "config:llama", "architecture": arch}, root / "tok", root / "model", 0
     )
@@ -52,7 +52,7 @@ def probe(assets):
                 method,
                 precision,
                 str(steps),
-                "4",
+                str(max(4, 2 * world)),  # global batch: 2 per data-parallel rank of ddp
                 "2",
                 str(out),
                 key[-1],
@@ -163,3 +163,54 @@ def test_activation_checkpointing_combines_with_lora(probe):
     plain = probe("fsdp", method="lora", steps=3)[0]
     assert checkpointed[0]["mlp_forwards"] == 2 * plain["mlp_forwards"] == 2 * plain["micro_batches"]
     assert checkpointed[0]["losses"] == pytest.approx(reference, abs=1e-3)
+
+
+MESH_STRATEGIES = {"tp": {}, "fsdp_tp": {}, "hsdp": {}, "fsdp_tp-1x4": {"tp_degree": 4}}
+
+
+def mesh_probe(probe, name, **kwargs):
+    return probe(name.split("-")[0], world=4, options=dict(MESH_STRATEGIES[name]), **kwargs)
+
+
+@pytest.mark.parametrize("name", MESH_STRATEGIES)
+def test_mesh_strategies_have_ddps_loss_trajectory_at_world_4(probe, name):
+    reference = probe("ddp", world=4)[0]["losses"]
+    ranks = mesh_probe(probe, name)
+    for rank in ranks:
+        assert max(abs(a - b) for a, b in zip(rank["losses"], reference, strict=True)) <= 1e-3
+        assert rank["loaded_exact"]  # every rank's blocks, gathered, are the checkpoint's tensors
+    assert len({r["eval_loss"] for r in ranks}) == 1
+    # generation reads each data-parallel rank's own prompts: the ranks of one TP group agree
+    by_shard = {}
+    for r in ranks:
+        by_shard.setdefault(r["data_rank"], set()).add(str(r["generated"]))
+    assert all(len(outputs) == 1 for outputs in by_shard.values())
+
+
+def test_a_tp_rank_holds_a_quarter_of_each_split_weight(probe):
+    for rank in mesh_probe(probe, "tp"):
+        assert rank["q_fraction"] == rank["o_fraction"] == 0.25
+        assert "Shard(dim=0)" in rank["q_placements"] and "Shard(dim=1)" in rank["o_placements"]
+        assert 0.25 < rank["param_fraction"] < 1  # the embedding, norms and head stay whole
+        assert (rank["data_rank"], rank["data_world"]) == (0, 1)  # the group reads one batch
+
+
+def test_fsdp_tp_shards_each_tp_block_over_the_data_parallel_ranks(probe):
+    tp = mesh_probe(probe, "tp")[0]["param_fraction"]  # split linears / 4 + the whole rest
+    rest = (4 * tp - 1) / 3
+    ranks = mesh_probe(probe, "fsdp_tp")  # default: TP 2 inside, FSDP over 2
+    for rank in ranks:
+        assert rank["q_fraction"] == rank["o_fraction"] == 0.25
+        # the split linears 1/(2 x 2), the rest (embedding, norms, head) sharded 1/2 by FSDP alone
+        assert rank["param_fraction"] == pytest.approx((1 - rest) / 4 + rest / 2, abs=1e-3)
+    assert mesh_probe(probe, "fsdp_tp-1x4")[0]["param_fraction"] == pytest.approx(tp, abs=1e-3)
+    # TP groups are consecutive ranks (one node); ranks 0,1 read data shard 0, ranks 2,3 shard 1
+    assert [(r["data_rank"], r["data_world"]) for r in ranks] == [(0, 2), (0, 2), (1, 2), (1, 2)]
+
+
+def test_an_hsdp_rank_holds_one_over_its_shard_group(probe):
+    ranks = mesh_probe(probe, "hsdp")  # default: shard groups of 2, replicated twice
+    for rank in ranks:
+        assert rank["param_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert [r["data_rank"] for r in ranks] == [0, 1, 2, 3]
+

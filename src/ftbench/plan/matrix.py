@@ -6,6 +6,7 @@ dry-run listing and the tests all call it.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import itertools
 import os
@@ -17,8 +18,8 @@ from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
 from ftbench.plan.estimate import device_capacity_gb, estimate_device, predicted_oom
-from ftbench.plan.model_shape import max_positions, model_shape
-from ftbench.registry import LAYERS, STRATEGIES
+from ftbench.plan.model_shape import Shape, max_positions, model_shape
+from ftbench.registry import LAYERS, STRATEGIES, mesh_of, mesh_problem
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Plan:
         return [*self.cells, *(cell for cell, _ in self.pruned)]
 
 
-def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
+def _prune_reason(cell: Cell, num_layers: int | None, shape: Shape | None, gpus_per_node: int) -> str | None:
     """Why a combination cannot run at all (None: it runs). Besides these, only cells predicted not to fit
     are pruned, and only when limits.prune_predicted_oom asks."""
     strategy = STRATEGIES[cell.strategy]
@@ -45,7 +46,25 @@ def _prune_reason(cell: Cell, num_layers: int | None) -> str | None:
     if stages and num_layers is not None and cell.gpus > num_layers:
         need = f"needs at least {cell.gpus} decoder layers"
         return f"{cell.strategy} with {cell.gpus} stages {need}, the model has {num_layers}"
+    problem = mesh_problem(cell.strategy, cell.gpus, cell.tp_degree, cell.shard_group, gpus_per_node)
+    if problem:
+        return problem
+    if strategy.tensor_parallel:
+        if cell.method == "lora":
+            return f"{cell.strategy}: LoRA adapters are not tensor-parallel (peft's layers take no DTensor plan)"
+        tp_problem = shape and shape.tensor_parallel_problem(cell.mesh.tensor_parallel)
+        if tp_problem:
+            return f"{cell.strategy}: {tp_problem}"
     return None
+
+
+def _mesh_axes(matrix: dict, strategy: str) -> list[tuple[int, int]]:
+    """(tp_degree, shard_group) pairs a strategy's cells sweep: `matrix.tp_degree` for fsdp_tp,
+    `matrix.shard_group` for hsdp, the default (0) for every other strategy."""
+    mesh = STRATEGIES[strategy].mesh
+    tp = matrix.get("tp_degree", [0]) if mesh == "fsdp_tp" else [0]
+    groups = matrix.get("shard_group", [0]) if mesh == "hsdp" else [0]
+    return list(itertools.product(tp, groups))
 
 
 def _check_models(config: dict) -> None:
@@ -79,16 +98,16 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
 
 
-def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: int, bs: int) -> int:
+def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: int, bs: int, dp: int) -> int:
     """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks.
 
-    Unset, it is batch_size_per_gpu x GPUs for every strategy (for pipeline: one micro-batch per stage),
-    so strategies at the same GPU count train on the same tokens."""
+    Unset, it is batch_size_per_gpu x GPUs for every strategy (for pipeline: one micro-batch per stage; for
+    TP: one per rank of the group), so strategies at the same GPU count train on the same tokens. `dp`: the
+    cell's data-parallel ranks (its mesh)."""
     key = f"models[{index}].global_batch_size" if "global_batch_size" in model else "global_batch_size"
     gbs = model.get("global_batch_size", config.get("global_batch_size"))
     if gbs is None:
         return bs * gpus
-    dp = gpus if STRATEGIES[strategy].data_parallel else 1
     if gbs % (bs * dp):
         raise ConfigError(
             f"{key}: {gbs} for model {model['name']!r} with {strategy} at {gpus} GPU(s) is not a "
@@ -132,7 +151,8 @@ def plan(config: dict) -> Plan:
     result = Plan()
     for index, model in enumerate(config["models"]):
         sizes = _batch_sizes(config, index, model)
-        shape = model_shape(config, model["name"]) if prune_oom else None
+        needs_shape = prune_oom or any(STRATEGIES[s].tensor_parallel for s in matrix["strategies"])
+        shape = model_shape(config, model["name"]) if needs_shape else None
         max_pos = model.get("architecture", {}).get("max_positions")
         if max_pos is not None:
             for j, seq in enumerate(matrix["seq_len"]):
@@ -150,24 +170,30 @@ def plan(config: dict) -> Plan:
             sizes,
             matrix.get("activation_checkpointing", ["none"]),
         ):
-            cell = Cell(
-                model=model["name"],
-                strategy=strategy,
-                gpus=gpus,
-                method=method,
-                precision=precision,
-                batch_size_per_gpu=bs,
-                seq_len=seq,
-                global_batch_size=_global_batch(config, index, model, strategy, gpus, bs),
-                activation_checkpointing=checkpointing,
-            )
-            reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"))
-            if prune_oom and not reason:
-                reason = predicted_oom(cell, shape, device, capacity, config["options"])
-            if reason:
-                result.pruned.append((cell, reason))
-            else:
-                result.cells.append(cell)
+            for tp_degree, shard_group in _mesh_axes(matrix, strategy):
+                cell = Cell(
+                    model=model["name"],
+                    strategy=strategy,
+                    gpus=gpus,
+                    method=method,
+                    precision=precision,
+                    batch_size_per_gpu=bs,
+                    seq_len=seq,
+                    global_batch_size=bs * gpus,
+                    activation_checkpointing=checkpointing,
+                    tp_degree=tp_degree,
+                    shard_group=shard_group,
+                )
+                reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"), shape, gpus_per_node)
+                if not reason:  # a mesh that can be built: its data-parallel ranks divide the global batch
+                    gbs = _global_batch(config, index, model, strategy, gpus, bs, cell.data_parallel_size)
+                    cell = dataclasses.replace(cell, global_batch_size=gbs)
+                if prune_oom and not reason:
+                    reason = predicted_oom(cell, shape, device, capacity, config["options"])
+                if reason:
+                    result.pruned.append((cell, reason))
+                else:
+                    result.cells.append(cell)
     if not result.cells:
         reasons = sorted({reason for _, reason in result.pruned})
         raise ConfigError(
@@ -200,6 +226,12 @@ def check_downloaded_model(cell: Cell, config_json: str | os.PathLike) -> None:
             f"cell {cell.id}: matrix.seq_len {cell.seq_len} exceeds max_position_embeddings={limit} of {where}; "
             "leave that seq_len out or use another model"
         )
+    if STRATEGIES[cell.strategy].tensor_parallel:
+        problem = Shape.from_config_json(cfg).tensor_parallel_problem(cell.mesh.tensor_parallel)
+        if problem:
+            raise ConfigError(
+                f"cell {cell.id}: {cell.strategy} cannot split {where}: {problem}; leave {cell.strategy} out for it"
+            )
     layers = cfg.get("num_hidden_layers", cfg.get("n_layer"))
     if LAYERS in STRATEGIES[cell.strategy].shards and layers is not None and cell.gpus > layers:
         raise ConfigError(

@@ -32,6 +32,8 @@ class Shape:
     tied: bool = False
     gpt2_positions: int = 0
     """GPT-2's learned position table (rows); 0 for rotary models. GPT-2 layers also differ (ungated MLP, biases)."""
+    model_type: str = ""
+    """config.json's `model_type` (`llama`, `gpt2`, ...)."""
 
     @classmethod
     def from_config_json(cls, cfg: dict) -> Shape:
@@ -48,7 +50,34 @@ class Shape:
             kv_heads=cfg.get("num_key_value_heads") or heads,
             tied=cfg.get("tie_word_embeddings", cfg.get("model_type") == "gpt2"),
             gpt2_positions=cfg.get("n_positions", 0) if cfg.get("model_type") == "gpt2" else 0,
+            model_type=cfg.get("model_type", ""),
         )
+
+    @property
+    def tensor_parallel_plan(self) -> bool:
+        """transformers gives this family a tensor-parallel plan of column- and row-wise linears only (what
+        ftbench's TP applies); GPT-2 (fused qkv) and Falcon have none. The job checks the model itself."""
+        return self.model_type in TP_PLAN_MODEL_TYPES
+
+    def tensor_parallel_problem(self, tp: int) -> str | None:
+        """Why this model cannot be split over `tp` ranks (None: it can)."""
+        if not self.tensor_parallel_plan:
+            return f"model type {self.model_type or '?'!r} has no column/row-wise tensor-parallel plan"
+        for name, count in (("attention heads", self.heads), ("KV heads", self.kv_heads)):
+            if count % tp:
+                return f"its {count} {name} are not divisible by the TP degree {tp}"
+        return None
+
+    @property
+    def norm_params(self) -> int:
+        """A decoder layer's norm weights: replicated, not split, by tensor parallelism."""
+        return 4 * self.hidden if self.gpt2_positions else 2 * self.hidden
+
+    def tp_params(self, tp: int) -> int:
+        """What one rank of a TP group of `tp` holds: its 1/tp of every layer's linears, the norms, the
+        embedding and the head whole (ftbench's plan leaves them replicated)."""
+        split = self.layers * (self.layer_params - self.norm_params)
+        return self.params - split + split // tp
 
     @property
     def kv_width(self) -> int:
@@ -100,6 +129,8 @@ class Shape:
         return self.layers * r * ((h + h) + 2 * (h + kv) + (h + h))
 
 
+TP_PLAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
 MODELS_DIR = "resources/models"
 
 
@@ -140,4 +171,5 @@ def model_shape(config: dict, name: str, models_dir: str = MODELS_DIR) -> Shape 
         kv_heads=arch["num_heads"],
         tied=model["source"] == "config:gpt2",
         gpt2_positions=arch.get("max_positions", 1024) if model["source"] == "config:gpt2" else 0,
+        model_type=model["source"].removeprefix("config:"),
     )

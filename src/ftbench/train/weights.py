@@ -7,7 +7,8 @@ Every strategy takes the same path (torchtitan's, for every strategy rather than
 3. `materialize`: allocate what the rank holds on its device and read exactly those bytes from the files.
 
 The read is a `pread` of each local tensor's own byte range (a DTensor shard is a run of rows, a ZeRO
-partition a run of elements of the flattened parameter): no memory map, so no file pages count towards the
+partition a run of elements of the flattened parameter; a row-wise TP split, a block of columns, is read a
+bounded slab of rows at a time): no memory map, so no file pages count towards the
 rank's resident set, and no rank ever holds a tensor it does not keep. A parameter the checkpoint does not
 hold is a LoRA adapter (initialised here, the same values at every world size) or an error naming it.
 """
@@ -38,6 +39,10 @@ DTYPES = {
     "U8": torch.uint8,
     "BOOL": torch.bool,
 }
+
+
+SLAB_BYTES = 64 * 2**20
+"""The most a block-of-columns read holds at once beside the block (`Checkpoint.read_block`)."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,30 @@ class Checkpoint:
         self._pread(entry.file, buf, entry.start + lo * itemsize, n * itemsize)
         if not direct:
             out.copy_(buf.view(out.shape))
+
+    def read_block(self, name: str, out: torch.Tensor, offset: tuple[int, ...]) -> None:
+        """The block of tensor `name` starting at `offset` (one index per dimension) with `out`'s shape, into
+        `out`. A block split in its first (non-unit) dimension alone is one run of the file; a
+        block of columns (a row-wise TP split) is read a bounded slab of whole rows at a time, so no more than
+        `SLAB_BYTES` of the rows beside it is ever held."""
+        shape = self.entries[name].shape
+        split = [d for d, (n, full) in enumerate(zip(out.shape, shape, strict=True)) if n != full]
+        first = split[0] if split else 0
+        # one run: nothing split, or a run of the first split dimension's rows below whole leading dimensions
+        if not split or (math.prod(shape[:first]) == 1 and len(split) == 1):
+            lo = (offset[first] if shape else 0) * math.prod(shape[first + 1 :])
+            self.read(name, lo, out.view(-1) if out.is_contiguous() else out)
+            return
+        if len(shape) != 2:
+            raise ValueError(f"{name}: cannot read a block of columns of a {len(shape)}-d tensor")
+        rows, columns = out.shape
+        entry = self.entries[name]
+        per_slab = max(1, SLAB_BYTES // (shape[1] * entry.dtype.itemsize))
+        for r in range(0, rows, per_slab):
+            n = min(per_slab, rows - r)
+            slab = torch.empty(n, shape[1], dtype=entry.dtype)
+            self.read(name, (offset[0] + r) * shape[1], slab)
+            out[r : r + n].copy_(slab[:, offset[1] : offset[1] + columns])
 
     def _pread(self, path: Path, buf: torch.Tensor, offset: int, nbytes: int) -> None:
         fd = self._fds.get(path)
@@ -169,18 +198,8 @@ def _candidates(name: str, base_prefix: str) -> list[str]:
 
 
 def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(what this rank stores of `tensor`, flattened; its first element's index in the flattened full tensor)."""
-    from torch.distributed.tensor import DTensor, Shard
-
-    if isinstance(tensor, DTensor):
-        from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-
-        if any(isinstance(p, Shard) and p.dim != 0 for p in tensor.placements):
-            raise ValueError(f"cannot fill a DTensor sharded on a dimension other than 0: {tensor.placements}")
-        local = tensor.to_local()
-        _, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
-        row = math.prod(tensor.shape[1:])
-        return local.view(-1), (offset[0] if tensor.dim() else 0) * row
+    """(what this rank stores of `tensor`, flattened; its first element's index in the flattened full tensor),
+    for a plain tensor or a ZeRO-3 partition; a DTensor's block is `_dtensor_block`'s."""
     if hasattr(tensor, "ds_tensor"):  # a ZeRO-3 partition: its run of the flattened parameter
         import torch.distributed as dist
 
@@ -188,6 +207,25 @@ def _local_part(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
         lo = part.ds_numel * dist.get_rank(group=tensor.ds_process_group)
         return part.view(-1)[: max(0, min(part.ds_numel, tensor.ds_numel - lo))], lo
     return tensor.data.view(-1), 0
+
+
+def _dtensor_block(tensor: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]] | None:
+    """(this rank's block of a DTensor, shaped; the block's offset in each dimension of the full tensor), or
+    None for a plain tensor. A block of rows (FSDP's dim-0 shard, a column-wise TP split), of columns (a
+    row-wise split) or both (FSDP over TP)."""
+    from torch.distributed.tensor import DTensor
+
+    if not isinstance(tensor, DTensor):
+        return None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+
+    local = tensor.to_local()
+    _, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
+    return local, tuple(offset)
+
+
+def _block_of(full: torch.Tensor, local: torch.Tensor, offset: tuple[int, ...]) -> torch.Tensor:
+    return full[tuple(slice(o, o + n) for o, n in zip(offset, local.shape, strict=True))]
 
 
 def full_shape(tensor: torch.Tensor) -> tuple[int, ...]:
@@ -268,25 +306,34 @@ def fill(module: torch.nn.Module, checkpoint: Checkpoint, keys: dict[str, list[s
 
     for name, param in module.named_parameters():
         full, found = find(name)
-        local, lo = _local_part(param)
         if found is not None:
-            _read(checkpoint, found, param, lo, local)
+            _read(checkpoint, found, param)
         elif ".lora_" in full:
-            local.copy_(adapter_value(full, full_shape(param), seed).view(-1)[lo : lo + local.numel()])
+            value = adapter_value(full, full_shape(param), seed)
+            block = _dtensor_block(param)
+            if block is None:
+                local, lo = _local_part(param)
+                local.copy_(value.view(-1)[lo : lo + local.numel()])
+            else:
+                block[0].copy_(_block_of(value, *block))
         else:
             raise ValueError(f"{checkpoint.dir}: the checkpoint holds no tensor for parameter {full}")
     for name, buffer in module.named_buffers():  # the rest keep the values their modules computed
         _, found = find(name)
         if found is not None:
-            local, lo = _local_part(buffer)
-            _read(checkpoint, found, buffer, lo, local)
+            _read(checkpoint, found, buffer)
 
 
-def _read(checkpoint: Checkpoint, name: str, tensor: torch.Tensor, lo: int, local: torch.Tensor) -> None:
+def _read(checkpoint: Checkpoint, name: str, tensor: torch.Tensor) -> None:
     shape = checkpoint.entries[name].shape
     if shape != full_shape(tensor):
         raise ValueError(f"{checkpoint.dir}: {name} has shape {shape}, the model expects {full_shape(tensor)}")
-    checkpoint.read(name, lo, local)
+    block = _dtensor_block(tensor)
+    if block is None:
+        local, lo = _local_part(tensor)
+        checkpoint.read(name, lo, local)
+    else:
+        checkpoint.read_block(name, *block)
 
 
 @dataclass

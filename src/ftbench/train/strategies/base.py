@@ -55,12 +55,22 @@ def autocast(precision: str, device: torch.device):
     return contextlib.nullcontext()
 
 
+def _mesh_key(param: torch.Tensor):
+    mesh = getattr(param, "device_mesh", None)
+    return None if mesh is None else (tuple(mesh.mesh.flatten().tolist()), mesh.mesh_dim_names)
+
+
 def adamw(params, env: TrainEnv) -> torch.optim.Optimizer:
     """The optimizer every strategy uses (DeepSpeed's engine wraps the same one), so strategies differ only
     in parallelism. Fused: one kernel over all tensors instead of a Python loop per parameter (on CPU the
-    default is that loop)."""
+    default is that loop). One parameter group per device mesh (plain tensors apart): the fused kernel runs
+    per group and takes no mix of DTensors on different meshes (TP's layers and its replicated rest)."""
+    groups: dict = {}
+    for p in params:
+        if p.requires_grad:
+            groups.setdefault(_mesh_key(p), []).append(p)
     return torch.optim.AdamW(
-        [p for p in params if p.requires_grad],
+        [{"params": group} for group in groups.values()],
         lr=env.lr,
         weight_decay=env.weight_decay,
         betas=(0.9, 0.95),
@@ -99,6 +109,45 @@ def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: 
     )
 
 
+def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
+    """Scale gradients to a global norm of at most `max_norm` over the whole model, for parameters that mix
+    plain tensors (replicated on every rank) and DTensors on different meshes, which
+    `torch.nn.utils.clip_grad_norm_` cannot combine. Each rank's local squared norms count once over the
+    ranks that hold the same values (its replicas), then one all-reduce over the world sums them."""
+    import torch.distributed as dist
+    from torch.distributed.tensor import DTensor
+
+    world = dist.get_world_size()
+    total = None
+    grads = []
+    for p in params:
+        if p.grad is None:
+            continue
+        g = p.grad
+        if isinstance(g, DTensor):
+            if any(pl.is_partial() for pl in g.placements):
+                raise ValueError("clip_grad_norm: a partial (unreduced) gradient")
+            mesh = g.device_mesh
+            copies = world // mesh.size()  # the same submesh's values on every other coordinate
+            for dim, placement in enumerate(g.placements):
+                if placement.is_replicate():
+                    copies *= mesh.size(dim)
+            g = g.to_local()
+        else:
+            copies = world
+        grads.append(g)
+        squared = g.detach().float().pow(2).sum() / copies
+        total = squared if total is None else total + squared
+    if total is None:
+        return torch.zeros(())
+    dist.all_reduce(total)
+    norm = total.sqrt()
+    scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.to(g.device, g.dtype))
+    return norm
+
+
 class DataParallelTrainer:
     """What DDP and FSDP share: every rank runs the whole model on its own shard of the batch. A subclass
     sets `module`, `optimizer`, `max_grad_norm` (and `autocast_precision`, `device` where forward runs under
@@ -118,6 +167,10 @@ class DataParallelTrainer:
     def _forward_backward(self, batch: torch.Tensor, is_last: bool, n: int) -> torch.Tensor:
         raise NotImplementedError
 
+    def clip(self) -> None:
+        grads = [p for p in self.module.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(grads, self.max_grad_norm)
+
     def train_step(self, micro_batches):
         """Every micro-batch, then clip by the global gradient norm, step and clear gradients; the mean loss."""
         total = torch.zeros((), device=micro_batches[0].device)
@@ -125,8 +178,7 @@ class DataParallelTrainer:
         for i, batch in enumerate(micro_batches):
             total += self._forward_backward(batch, i == last, len(micro_batches))
         if self.max_grad_norm > 0:
-            grads = [p for p in self.module.parameters() if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(grads, self.max_grad_norm)
+            self.clip()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total

@@ -3,6 +3,9 @@ sharded 1/world per rank and gathered layer by layer. bf16 = MixedPrecisionPolic
 gradient reduction, fp32 sharded master weights). `options.fsdp.compile`: each decoder layer torch.compile'd.
 `fsdp_offload`: FSDP2's CPUOffloadPolicy, the sharded parameters, gradients and optimizer step on the host
 (each layer is copied to the device to be gathered); on a CPU device there is nothing to move.
+`hsdp`: the same on a 2D mesh (replicate x shard): each parameter is sharded over a shard group of
+`cell.mesh.shard` consecutive ranks and replicated across groups; gradients are reduce-scattered inside a
+group, then all-reduced across groups.
 """
 
 from __future__ import annotations
@@ -17,7 +20,13 @@ from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, 
 
 class FSDPTrainer(DataParallelTrainer):
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv, offload: bool = False):
-        mesh = init_device_mesh(env.device.type, (env.world_size,))
+        shape = cell.mesh
+        if shape.shard < env.world_size:  # HSDP
+            mesh = init_device_mesh(
+                env.device.type, (shape.replicate, shape.shard), mesh_dim_names=("replicate", "shard")
+            )
+        else:
+            mesh = init_device_mesh(env.device.type, (env.world_size,))
         shard_options = {"offload_policy": CPUOffloadPolicy(pin_memory=env.device.type == "cuda")} if offload else {}
         policy = (
             MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
