@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from ftbench.data import sources, tokcache
+from ftbench.plan.model_shape import Shape
 
 pytestmark = pytest.mark.e2e
 
@@ -123,7 +124,7 @@ def test_lora_trains_the_same_adapters_in_every_strategy(probe, strategy):
     assert probe(strategy, method="lora", steps=3)[0]["losses"] == pytest.approx(reference, abs=1e-3)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero2", "pipeline"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero2", "pipeline", "tp"])
 def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
     fp32 = probe("ddp")[0]["losses"][:3]
     bf16 = probe(strategy, precision="bf16", steps=3)[0]["losses"]
@@ -142,7 +143,7 @@ def test_compile_trains_the_same_model(probe, strategy, world):
     assert compiled["generated"] == eager["generated"]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline", "tp"])
 def test_activation_checkpointing_recomputes_each_layer_and_keeps_the_losses(probe, strategy):
     """`activation_checkpointing: full`: every decoder layer's forward runs again in backward (its MLP once
     more per micro-batch; a pipeline stage's shape-inference forward may be recomputed too), and training is
@@ -187,11 +188,13 @@ def test_mesh_strategies_have_ddps_loss_trajectory_at_world_4(probe, name):
     assert all(len(outputs) == 1 for outputs in by_shard.values())
 
 
-def test_a_tp_rank_holds_a_quarter_of_each_split_weight(probe):
+def test_a_tp_rank_holds_a_quarter_of_each_split_weight(probe, assets):
+    shape = Shape.from_config_json(json.loads((assets / "model" / "config.json").read_text()))
     for rank in mesh_probe(probe, "tp"):
         assert rank["q_fraction"] == rank["o_fraction"] == 0.25
         assert "Shard(dim=0)" in rank["q_placements"] and "Shard(dim=1)" in rank["o_placements"]
         assert 0.25 < rank["param_fraction"] < 1  # the embedding, norms and head stay whole
+        assert rank["param_fraction"] == pytest.approx(shape.tp_params(4) / shape.params)  # what the estimate counts
         assert (rank["data_rank"], rank["data_world"]) == (0, 1)  # the group reads one batch
 
 
@@ -213,4 +216,3 @@ def test_an_hsdp_rank_holds_one_over_its_shard_group(probe):
     for rank in ranks:
         assert rank["param_fraction"] == pytest.approx(0.5, abs=0.01)
     assert [r["data_rank"] for r in ranks] == [0, 1, 2, 3]
-

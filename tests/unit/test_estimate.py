@@ -166,3 +166,26 @@ def test_auto_is_estimated_for_the_device_jobs_will_have(monkeypatch):
     assert est.estimate_device({"device": "auto", "gpu_gres": "gpu:a100"}) == "cuda"
     monkeypatch.setattr(est.os.path, "exists", lambda path: False)
     assert est.estimate_device({"device": "auto", "gpu_gres": None}) == "cpu"
+
+
+def test_mesh_strategies_hold_their_mesh_share_of_the_model():
+    seven = Shape.from_config_json(json.loads((SHAPES / "llama-2-7b.json").read_text()))
+
+    def states(strategy, gpus, **mesh):
+        c = Cell("m", strategy, gpus, "full", "bf16", 1, 4096, gpus, **mesh)
+        return est.estimate(seven, c, "cuda", {})
+
+    # HSDP's shards are FSDP's over its shard group; sharded states shrink with the group, not the world
+    hsdp, fsdp8 = states("hsdp", 16, shard_group=8), states("fsdp", 8)
+    assert model_states(hsdp) == model_states(fsdp8) and hsdp.activations == fsdp8.activations
+    # a TP rank holds 1/tp of every layer's linears, the embedding and head whole
+    tp, ddp = states("tp", 8), states("ddp", 1)
+    split = seven.layers * (seven.layer_params - seven.norm_params)
+    assert seven.tp_params(8) == seven.params - split + split // 8
+    assert tp.parameters == seven.tp_params(8) * (4 + 2)  # fp32 weights and autocast's bf16 copies
+    assert model_states(ddp) / 8 < model_states(tp) < model_states(ddp) / 5  # embedding and head stay whole
+    assert tp.activations < ddp.activations
+    # FSDP over TP: the TP rank's states, sharded over the data-parallel ranks (plus gathered layers)
+    fsdp_tp = states("fsdp_tp", 16, tp_degree=8)
+    assert fsdp_tp.optimizer == pytest.approx(tp.optimizer / 2)
+    assert fsdp_tp.activations == tp.activations

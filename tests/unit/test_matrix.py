@@ -40,6 +40,8 @@ def test_cell_id_round_trips_through_its_parser():
         "bs": "4",
         "seq": "1024",
         "activation_checkpointing": "none",
+        "tp_degree": 0,
+        "shard_group": 0,
     }
     with pytest.raises(ValueError, match="not a cell id"):
         parse_cell_id("m/ddp/16/full")
@@ -265,3 +267,100 @@ def test_a_cell_imports_only_its_own_strategy_module():
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "['ftbench.train.strategies.base']"
+
+
+def test_mesh_strategies_plan_their_meshes_with_plain_ids_at_the_defaults(test_config):
+    test_config["models"][0]["architecture"]["num_heads"] = 4
+    test_config["matrix"].update(strategies=["tp", "fsdp_tp", "hsdp"], gpus=[4, 8])
+    del test_config["global_batch_size"]  # one micro-batch per rank: the same tokens as ddp at that count
+    cells = {c.id: c for c in plan(test_config).cells}
+    assert list(cells) == [
+        "tiny-llama/tp/4gpu/full-fp32-bs2-seq64",
+        "tiny-llama/fsdp_tp/4gpu/full-fp32-bs2-seq64",
+        "tiny-llama/fsdp_tp/8gpu/full-fp32-bs2-seq64",
+        "tiny-llama/hsdp/4gpu/full-fp32-bs2-seq64",
+        "tiny-llama/hsdp/8gpu/full-fp32-bs2-seq64",
+    ]
+    tp4, fsdp_tp4, fsdp_tp8 = (
+        cells[f"tiny-llama/{s}/full-fp32-bs2-seq64"] for s in ("tp/4gpu", "fsdp_tp/4gpu", "fsdp_tp/8gpu")
+    )
+    hsdp8 = cells["tiny-llama/hsdp/8gpu/full-fp32-bs2-seq64"]
+    # data-parallel degree from the mesh: what the global batch divides by
+    assert (tp4.mesh.tensor_parallel, tp4.data_parallel_size, tp4.grad_accum_steps) == (4, 1, 4)
+    assert (fsdp_tp4.mesh.tensor_parallel, fsdp_tp4.data_parallel_size, fsdp_tp4.grad_accum_steps) == (2, 2, 2)
+    assert (fsdp_tp8.mesh.tensor_parallel, fsdp_tp8.data_parallel_size, fsdp_tp8.grad_accum_steps) == (4, 2, 4)
+    assert (hsdp8.mesh.shard, hsdp8.mesh.replicate, hsdp8.data_parallel_size, hsdp8.grad_accum_steps) == (4, 2, 8, 1)
+    assert all(c.tokens_per_step == 2 * c.gpus * 64 for c in cells.values())
+    # tp at 8 GPUs: 4 heads do not divide over 8 ranks
+    assert dict((c.id, r) for c, r in plan(test_config).pruned) == {
+        "tiny-llama/tp/8gpu/full-fp32-bs2-seq64": "tp: its 4 attention heads are not divisible by the TP degree 8"
+    }
+
+
+def test_a_set_mesh_shape_adds_its_segment_and_impossible_shapes_are_pruned(test_config):
+    test_config["models"][0]["architecture"]["num_heads"] = 4
+    test_config["matrix"].update(
+        strategies=["ddp", "fsdp_tp", "hsdp"], gpus=[8, 16], tp_degree=[2, 4, 3], shard_group=[8]
+    )
+    test_config["hardware"]["gpus_per_node"] = 4
+    test_config["global_batch_size"] = 32
+    result = plan(test_config)
+    ids = [c.id for c in result.cells]
+    assert ids == [
+        "tiny-llama/ddp/8gpu/full-fp32-bs2-seq64",  # the mesh axes leave other strategies as they were
+        "tiny-llama/ddp/16gpu/full-fp32-bs2-seq64",
+        "tiny-llama/fsdp_tp/8gpu/full-fp32-bs2-seq64-tp-2",
+        "tiny-llama/fsdp_tp/8gpu/full-fp32-bs2-seq64-tp-4",
+        "tiny-llama/fsdp_tp/16gpu/full-fp32-bs2-seq64-tp-2",
+        "tiny-llama/fsdp_tp/16gpu/full-fp32-bs2-seq64-tp-4",
+        "tiny-llama/hsdp/8gpu/full-fp32-bs2-seq64-sg-8",
+        "tiny-llama/hsdp/16gpu/full-fp32-bs2-seq64-sg-8",
+    ]
+    assert parse_cell_id(ids[3])["tp_degree"] == 4 and parse_cell_id(ids[-1])["shard_group"] == 8
+    pruned = {c.id: r for c, r in result.pruned}
+    assert pruned["tiny-llama/fsdp_tp/8gpu/full-fp32-bs2-seq64-tp-3"] == (
+        "fsdp_tp: the world of 8 GPUs is not divisible by the TP degree 3"
+    )
+    test_config["matrix"].update(strategies=["ddp", "tp", "fsdp_tp"], tp_degree=[8])
+    pruned = {c.id: r for c, r in plan(test_config).pruned}
+    assert pruned["tiny-llama/tp/8gpu/full-fp32-bs2-seq64"] == "tp: a TP group of 8 GPUs is wider than a node of 4"
+    assert pruned["tiny-llama/fsdp_tp/16gpu/full-fp32-bs2-seq64-tp-8"] == (
+        "fsdp_tp: a TP group of 8 GPUs is wider than a node of 4"
+    )
+
+
+def test_tp_refuses_lora_gpt2_and_a_head_count_at_planning(test_config):
+    test_config["matrix"].update(strategies=["ddp", "tp"], gpus=[2], method=["full", "lora"])
+    result = plan(test_config)
+    assert {c.id: r for c, r in result.pruned} == {
+        "tiny-llama/tp/2gpu/lora-fp32-bs2-seq64": (
+            "tp: LoRA adapters are not tensor-parallel (peft's layers take no DTensor plan)"
+        )
+    }
+    test_config["models"][0]["source"] = "config:gpt2"
+    test_config["matrix"]["method"] = ["full"]
+    assert [r for _, r in plan(test_config).pruned] == [
+        "tp: model type 'gpt2' has no column/row-wise tensor-parallel plan"
+    ]
+
+
+def test_a_downloaded_models_heads_are_checked_before_the_job_starts(tmp_path):
+    from ftbench.errors import ConfigError
+    from ftbench.plan.matrix import check_downloaded_model
+
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "hidden_size": 64,
+                "num_attention_heads": 8,
+                "num_key_value_heads": 2,
+                "num_hidden_layers": 2,
+                "vocab_size": 100,
+            }
+        )
+    )
+    check_downloaded_model(Cell("m", "tp", 2, "full", "fp32", 1, 32, 1), config)
+    with pytest.raises(ConfigError, match=r"cell m/tp/4gpu/.*2 KV heads are not divisible by the TP degree 4"):
+        check_downloaded_model(Cell("m", "tp", 4, "full", "fp32", 1, 32, 1), config)

@@ -63,6 +63,6 @@ def test_the_pivot_check_accepts_summary_columns_and_names_the_bad_one():
 
 
 def test_cell_all_fields_is_its_fields_in_order():
-    cell = Cell("m", "zero3", 16, "lora", "bf16", 4, 1024, 128, "full")
+    cell = Cell("m", "fsdp_tp", 16, "lora", "bf16", 4, 1024, 128, "full", 4, 2)
     assert cell.all_fields() == dataclasses.asdict(cell) == cell.to_dict()
     assert list(cell.all_fields()) == [f.name for f in dataclasses.fields(Cell)]

@@ -72,13 +72,15 @@ def trainable_params(shape: Shape, method: str, options: dict) -> int:
     return shape.params
 
 
-def layer_activation_bytes(shape: Shape, tokens: int, precision: str) -> int:
+def layer_activation_bytes(shape: Shape, tokens: int, precision: str, tp: int = 1) -> int:
     """What autograd keeps of one decoder layer's forward over `tokens` tokens. Per token: the two RMSNorms'
     input and normalized output (4 x hidden, fp32: they upcast), attention's rotated q and k, v and output
     (4 x hidden; CPU and GPU SDPA kernels keep these), the copy o_proj reads (hidden), and the MLP's gate,
-    up, SiLU(gate) and product (4 x intermediate); those last are bf16 under autocast or a bf16 module."""
+    up, SiLU(gate) and product (4 x intermediate); those last are bf16 under autocast or a bf16 module.
+    Tensor parallelism splits attention and the MLP over the `tp` ranks of a group; the norms see the whole
+    residual stream."""
     element = BF16 if precision == "bf16" else FP32
-    return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element)
+    return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element // tp)
 
 
 def activation_bytes(
@@ -90,7 +92,7 @@ def activation_bytes(
     while it is recomputed."""
     layers = shape.layers if layers is None else layers
     tokens = cell.batch_size_per_gpu * cell.seq_len
-    per_layer = layer_activation_bytes(shape, tokens, cell.precision)
+    per_layer = layer_activation_bytes(shape, tokens, cell.precision, cell.mesh.tensor_parallel)
     logits = 3 * tokens * shape.vocab * FP32 if head else 0
     if cell.activation_checkpointing == "full":
         kept = micro_batches * layers * tokens * shape.hidden * FP32  # the residual stream stays fp32
@@ -124,7 +126,13 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     """The peak per rank of `cell` on `device` (`cpu` or `cuda`), with its strategy, method, precision,
     offload, activation checkpointing, micro-batch and sequence length."""
     strategy = STRATEGIES[cell.strategy]
-    n, t, world = shape.params, trainable_params(shape, cell.method, options), cell.gpus
+    mesh = cell.mesh
+    # a TP rank holds its block of each split layer (planning refuses LoRA with TP, so all of it trains);
+    # sharded states are split over the mesh's shard dimension (the world, HSDP's group, fsdp_tp's dp ranks)
+    tp, world = mesh.tensor_parallel, mesh.shard
+    n = shape.tp_params(tp) if tp > 1 else shape.params
+    t = n if tp > 1 else trainable_params(shape, cell.method, options)
+    layer = (shape.layer_params - shape.norm_params) // tp + shape.norm_params
     bf16 = cell.precision == "bf16"
     runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
     if LAYERS in strategy.shards:
@@ -140,8 +148,8 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     if PARAMETERS in strategy.shards:
         compute = BF16 if bf16 else FP32
         # two layers live at once (the one computing and the one prefetched) plus the root's embedding and head
-        gathered = (2 * shape.layer_params + 2 * shape.embedding_params) * compute
-        bucket = shape.layer_params * compute  # a layer's unsharded gradients before their reduce-scatter
+        gathered = (2 * layer + 2 * shape.embedding_params) * compute
+        bucket = layer * compute  # a layer's unsharded gradients before their reduce-scatter
         if offload and not strategy.zero_stage:  # FSDP's CPUOffloadPolicy: shards, gradients, step on the host
             return MemoryEstimate(runtime, gathered, bucket, 0.0, activations)
         if offload:  # ZeRO-3 offloads the optimizer: fp32 master, gradient partitions and AdamW on the host
@@ -157,7 +165,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     # a replica; ZeRO-2 partitions the gradients as each layer's reduce bucket fills, ZeRO-1 only the optimizer
     # state; ZeRO-Offload steps the fp32 master partition and AdamW on the host
     sharded_grads = GRADIENTS in strategy.shards
-    gradients = t * weight / world + shape.layer_params * weight if sharded_grads else t * weight
+    gradients = t * weight / world + layer * weight if sharded_grads else t * weight
     gradients += 0.0 if offload else master / world
     optimizer = (master + t * ADAMW) / world if OPTIMIZER in strategy.shards else t * ADAMW
     if strategy.zero_stage and device == "cpu":

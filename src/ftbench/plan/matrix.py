@@ -19,7 +19,7 @@ from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
 from ftbench.plan.estimate import device_capacity_gb, estimate_device, predicted_oom
 from ftbench.plan.model_shape import Shape, max_positions, model_shape
-from ftbench.registry import LAYERS, STRATEGIES, mesh_of, mesh_problem
+from ftbench.registry import LAYERS, STRATEGIES, mesh_problem
 
 
 @dataclass
