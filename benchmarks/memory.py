@@ -7,6 +7,7 @@ process with a tiny model + the fp32 model / world); a pipeline stage's bound co
 
     python benchmarks/memory.py            # ~120M-parameter Llama, ddp fsdp zero3 pipeline at 1, 2, 4 ranks
     python benchmarks/memory.py --quick    # ~8M parameters, 1 and 2 ranks (CI: proves it runs)
+    python benchmarks/memory.py --strategies tp fsdp_tp hsdp --worlds 4   # the mesh strategies
     python benchmarks/memory.py --strategies fsdp --worlds 2 --batch 8 --checkpointing none full
                                            # what activation checkpointing saves of the training peak
 """
@@ -25,11 +26,12 @@ from harness import bench_spec, prepare_model, prepare_sources, run_cell
 from ftbench.cell import Cell
 from ftbench.plan.estimate import estimate
 from ftbench.plan.model_shape import Shape
+from ftbench.registry import PARAMETERS
 from ftbench.registry import STRATEGIES as REGISTRY
 
 STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline"]
-SHARDED = {"fsdp", "zero3", "pipeline"}
-TINY = {"hidden_size": 32, "num_layers": 4, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
+SHARDED = {"fsdp", "zero3", "pipeline", "tp", "fsdp_tp", "hsdp"}
+TINY = {"hidden_size": 32, "num_layers": 4, "num_heads": 4, "intermediate_size": 64, "max_positions": 128}
 FULL = {
     "worlds": [1, 2, 4],
     "arch": {"hidden_size": 768, "num_layers": 16, "num_heads": 12, "intermediate_size": 2048, "max_positions": 128},
@@ -39,6 +41,15 @@ QUICK = {
     "arch": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 688, "max_positions": 128},
 }
 SEQ, VOCAB = 64, 4096
+
+
+def parameter_share(shape: Shape, cell: Cell, rank: int) -> float:
+    """The fraction of the model rank `rank` of `cell` keeps: its stage, its TP block, its shard."""
+    if cell.strategy == "pipeline":
+        return shape.stage_params(rank, cell.gpus) / shape.params
+    mesh = cell.mesh
+    held = shape.tp_params(mesh.tensor_parallel) / shape.params
+    return held / mesh.shard if PARAMETERS in REGISTRY[cell.strategy].shards else held
 
 
 def main() -> None:
@@ -78,10 +89,7 @@ def main() -> None:
             baseline = measured["tiny"][0]["memory_per_rank"]
             model_gb = m["params_total"] * 4 / 2**30
             for rank, (mine, base) in enumerate(zip(m["memory_per_rank"], baseline, strict=True)):
-                if strategy == "pipeline":
-                    share = shape.stage_params(rank, world) / shape.params
-                else:
-                    share = 1 / world if strategy in SHARDED else 1.0
+                share = parameter_share(shape, big, rank)
                 bound = 1.3 * (base["setup_host_peak_gb"] + model_gb * share)
                 row = {
                     "strategy": strategy,
