@@ -18,5 +18,6 @@ rule calibrate_device:
     params:
         device=config["hardware"]["device"],
         threads=config["hardware"]["cpu_threads_per_rank"],
+        precisions=calibrated_precisions(config["matrix"]["precision"]),
     script:
         "../scripts/calibrate.py"

@@ -13,6 +13,7 @@ from snakemake.utils import validate
 
 from ftbench.cell import CELL_PATTERN, OPTIONS_WILDCARD
 from ftbench.plan.config import (
+    calibrated_precisions,
     cell_timeout_s,
     is_download,
     local_path,

@@ -3,4 +3,9 @@ from ftbench import logs
 from ftbench.train import calibrate
 
 logs.to_file(snakemake.log[0])
-calibrate.calibrate(snakemake.params.device, snakemake.params.threads, snakemake.output.calibration)
+calibrate.calibrate(
+    snakemake.params.device,
+    snakemake.params.threads,
+    snakemake.output.calibration,
+    precisions=snakemake.params.precisions,
+)

@@ -25,6 +25,9 @@ class Strategy:
     host_offload: bool = False
     """Optimizer state and master weights live in host memory beside a GPU."""
     min_gpus: int = 1
+    precisions: tuple[str, ...] = ("fp32", "bf16", "fp16", "fp8")
+    """The precisions its code runs: fp16 with the loss scaling its users run (GradScaler, FSDP's
+    ShardedGradScaler, DeepSpeed's fp16 mode); fp8 through torchao's float8 linears."""
     mesh: str = "flat"
     """How the ranks are arranged (`mesh_of`): `flat` (one group of every rank), `tp` (every rank one
     tensor-parallel group), `fsdp_tp` (FSDP over data-parallel groups x TP inside each), `hsdp` (shard groups,
@@ -46,15 +49,20 @@ class Strategy:
 
 
 _SHARDED = (PARAMETERS, GRADIENTS, OPTIMIZER)
+_NO_FP8 = ("fp32", "bf16", "fp16")
+"""DeepSpeed's engine and offloaded optimizers take no float8 linears."""
+_TP_PRECISIONS = ("fp32", "bf16")
+"""TP keeps the embedding, norms and head plain beside DTensor layers: torch's grad scalers take no such mix
+(fp16), and float8 would need torchao's own TP plans (fp8)."""
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
         Strategy("ddp", "ddp"),
         Strategy("fsdp", "fsdp", shards=_SHARDED),
-        Strategy("fsdp_offload", "fsdp", {"offload": True}, shards=_SHARDED, host_offload=True),
-        Strategy("zero1", "zero", {"stage": 1}, shards=(OPTIMIZER,), zero_stage=1),
-        Strategy("zero2", "zero", {"stage": 2}, shards=(GRADIENTS, OPTIMIZER), zero_stage=2),
-        Strategy("zero3", "zero", {"stage": 3}, shards=_SHARDED, zero_stage=3),
+        Strategy("fsdp_offload", "fsdp", {"offload": True}, shards=_SHARDED, host_offload=True, precisions=_NO_FP8),
+        Strategy("zero1", "zero", {"stage": 1}, shards=(OPTIMIZER,), zero_stage=1, precisions=_NO_FP8),
+        Strategy("zero2", "zero", {"stage": 2}, shards=(GRADIENTS, OPTIMIZER), zero_stage=2, precisions=_NO_FP8),
+        Strategy("zero3", "zero", {"stage": 3}, shards=_SHARDED, zero_stage=3, precisions=_NO_FP8),
         Strategy(
             "zero2_offload",
             "zero",
@@ -62,13 +70,28 @@ STRATEGIES: dict[str, Strategy] = {
             shards=(GRADIENTS, OPTIMIZER),
             zero_stage=2,
             host_offload=True,
+            precisions=_NO_FP8,
         ),
         Strategy(
-            "zero3_offload", "zero", {"stage": 3, "offload": True}, shards=_SHARDED, zero_stage=3, host_offload=True
+            "zero3_offload",
+            "zero",
+            {"stage": 3, "offload": True},
+            shards=_SHARDED,
+            zero_stage=3,
+            host_offload=True,
+            precisions=_NO_FP8,
         ),
-        Strategy("pipeline", "pipeline", shards=(LAYERS,), min_gpus=2),
-        Strategy("tp", "tensor_parallel", min_gpus=2, mesh="tp"),
-        Strategy("fsdp_tp", "tensor_parallel", {"fsdp": True}, shards=_SHARDED, min_gpus=4, mesh="fsdp_tp"),
+        Strategy("pipeline", "pipeline", shards=(LAYERS,), min_gpus=2, precisions=("fp32", "bf16")),
+        Strategy("tp", "tensor_parallel", min_gpus=2, mesh="tp", precisions=_TP_PRECISIONS),
+        Strategy(
+            "fsdp_tp",
+            "tensor_parallel",
+            {"fsdp": True},
+            shards=_SHARDED,
+            min_gpus=4,
+            mesh="fsdp_tp",
+            precisions=_TP_PRECISIONS,
+        ),
         Strategy("hsdp", "fsdp", shards=_SHARDED, min_gpus=4, mesh="hsdp"),
     )
 }

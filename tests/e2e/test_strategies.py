@@ -131,6 +131,16 @@ def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
     assert bf16 == pytest.approx(fp32, abs=0.1)
 
 
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_fp16_scales_the_loss_and_stays_close_to_fp32(probe, strategy):
+    """fp16 with dynamic loss scaling, as each strategy's users run it: GradScaler (ddp) or FSDP's
+    ShardedGradScaler; on CPU torch's autocast and gloo take fp16 (DeepSpeed's CPU accelerator does not)."""
+    fp32 = probe("ddp")[0]["losses"][:3]
+    for rank in probe(strategy, precision="fp16", steps=3):
+        assert rank["losses"] == pytest.approx(fp32, abs=0.1)
+        assert rank["loss_scale"] is not None and rank["loss_scale"] >= 1  # the scaler ran
+
+
 @pytest.mark.parametrize(("strategy", "world"), [("ddp", 1), ("ddp", 2), ("fsdp", 2)])
 def test_compile_trains_the_same_model(probe, strategy, world):
     """options.<strategy>.compile: the compiled step gives the eager step's losses; eval and generation (run

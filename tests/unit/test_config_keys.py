@@ -32,7 +32,7 @@ def test_unknown_keys_name_the_full_path_and_the_nearest_key(test_config_raw, mu
 
 
 def test_every_problem_is_reported_at_once(test_config_raw):
-    test_config_raw["matrix"].update(gpus=[0, 1.5], precision=["fp16"])
+    test_config_raw["matrix"].update(gpus=[0, 1.5], precision=["fp12"])
     test_config_raw["steps"]["mesure"] = 1
     with pytest.raises(ConfigError) as info:
         check_config(test_config_raw)
@@ -42,7 +42,7 @@ def test_every_problem_is_reported_at_once(test_config_raw):
         "steps.mesure: unknown key",
         "matrix.gpus[0]: 0 is out of range",
         "matrix.gpus[1]: 1.5 is a number",
-        "matrix.precision[0]: 'fp16' is not allowed",
+        "matrix.precision[0]: 'fp12' is not allowed",
     ):
         assert line in text
 

@@ -64,9 +64,19 @@ SUMMARY_COLUMNS = (
     "eval_tokens_per_s",
     "prefill_s",
     "decode_latency_per_token_s",
+    "tp_degree",
+    "shard_group",
+    "train_samples_per_s_per_gpu",
+    "eval_samples_per_s",
 )
 """The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
 Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""
+
+
+def calibrated_precisions(precisions: list[str]) -> list[str]:
+    """The precisions whose matmul ceiling calibration measures: fp32 and bf16 always (the summary's MFU
+    columns), fp16 when the matrix runs it; fp8 has no plain dtype to time (its MFU is the datasheet's)."""
+    return ["fp32", "bf16", *(["fp16"] if "fp16" in precisions else [])]
 
 
 def cell_timeout_s(config: dict, name: str) -> int:

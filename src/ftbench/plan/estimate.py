@@ -79,7 +79,7 @@ def layer_activation_bytes(shape: Shape, tokens: int, precision: str, tp: int = 
     up, SiLU(gate) and product (4 x intermediate); those last are bf16 under autocast or a bf16 module.
     Tensor parallelism splits attention and the MLP over the `tp` ranks of a group; the norms see the whole
     residual stream."""
-    element = BF16 if precision == "bf16" else FP32
+    element = FP32 if precision == "fp32" else BF16
     return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element // tp)
 
 
@@ -113,7 +113,7 @@ def _pipeline_stage(shape: Shape, cell: Cell, options: dict, t: int, runtime: fl
         stages.append(
             MemoryEstimate(
                 runtime,
-                parameters=held * (FP32 + (BF16 if cell.precision == "bf16" else 0)),
+                parameters=held * (FP32 + (0 if cell.precision == "fp32" else BF16)),
                 gradients=held / shape.params * t * FP32,
                 optimizer=held / shape.params * t * ADAMW,
                 activations=activation_bytes(shape, cell, layers, in_flight, head=stage == world - 1),
@@ -133,7 +133,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     n = shape.tp_params(tp) if tp > 1 else shape.params
     t = n if tp > 1 else trainable_params(shape, cell.method, options)
     layer = (shape.layer_params - shape.norm_params) // tp + shape.norm_params
-    bf16 = cell.precision == "bf16"
+    bf16 = cell.precision != "fp32"  # bf16, fp16 and fp8 (bf16 outside its float8 matmuls) keep 16-bit copies
     runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
     if LAYERS in strategy.shards:
         return _pipeline_stage(shape, cell, options, t, runtime)

@@ -36,10 +36,16 @@ class Plan:
         return [*self.cells, *(cell for cell, _ in self.pruned)]
 
 
-def _prune_reason(cell: Cell, num_layers: int | None, shape: Shape | None, gpus_per_node: int) -> str | None:
+def _prune_reason(
+    cell: Cell, num_layers: int | None, shape: Shape | None, gpus_per_node: int, device: str
+) -> str | None:
     """Why a combination cannot run at all (None: it runs). Besides these, only cells predicted not to fit
-    are pruned, and only when limits.prune_predicted_oom asks."""
+    are pruned, and only when limits.prune_predicted_oom asks. `device`: where its ranks run (cpu, cuda)."""
     strategy = STRATEGIES[cell.strategy]
+    if cell.precision not in strategy.precisions:
+        return f"{cell.strategy} does not run {cell.precision} (it runs {', '.join(strategy.precisions)})"
+    if cell.precision == "fp16" and strategy.zero_stage and device == "cpu":
+        return f"{cell.strategy}: DeepSpeed's CPU accelerator has no fp16 (run it on GPUs, or bf16 here)"
     stages = LAYERS in strategy.shards
     if cell.gpus < strategy.min_gpus:
         return f"{cell.strategy} needs at least {strategy.min_gpus} {'stages (GPUs)' if stages else 'GPUs'}"
@@ -140,6 +146,12 @@ def plan(config: dict) -> Plan:
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
     for i, gpus in enumerate(matrix["gpus"]):
         geometry(gpus, gpus_per_node, key=f"matrix.gpus[{i}]")  # refuses a count that does not fill whole nodes
+    ranks_device = estimate_device(config.get("hardware", {}))
+    if "fp8" in matrix.get("precision", []) and config.get("hardware", {}).get("device") == "cpu":
+        raise ConfigError(
+            "matrix.precision: fp8 needs a GPU with float8 matmuls (H100-class, compute capability 8.9+) and "
+            "hardware.device is cpu; leave fp8 out, or run on such GPUs"
+        )
     prune_oom = config.get("limits", {}).get("prune_predicted_oom", False)
     capacity = device_capacity_gb(config) if prune_oom else None
     device = estimate_device(config["hardware"]) if prune_oom else None
@@ -184,7 +196,8 @@ def plan(config: dict) -> Plan:
                     tp_degree=tp_degree,
                     shard_group=shard_group,
                 )
-                reason = _prune_reason(cell, model.get("architecture", {}).get("num_layers"), shape, gpus_per_node)
+                num_layers = model.get("architecture", {}).get("num_layers")
+                reason = _prune_reason(cell, num_layers, shape, gpus_per_node, ranks_device)
                 if not reason:  # a mesh that can be built: its data-parallel ranks divide the global batch
                     gbs = _global_batch(config, index, model, strategy, gpus, bs, cell.data_parallel_size)
                     cell = dataclasses.replace(cell, global_batch_size=gbs)

@@ -170,6 +170,17 @@ def add_cost(frame: pl.DataFrame, prices: dict[str, float]) -> pl.DataFrame:
     )
 
 
+def add_rates(frame: pl.DataFrame) -> pl.DataFrame:
+    """The samples/s the field's tables show: per GPU of training (the vendor's), and of the eval loop's
+    forward (run_clm's `eval_samples_per_second`: eval tokens/s over the tokens of one sample)."""
+    columns = []
+    if "train_samples_per_s" in frame.columns:
+        columns.append((pl.col("train_samples_per_s") / pl.col("gpus")).alias("train_samples_per_s_per_gpu"))
+    if "eval_tokens_per_s" in frame.columns:
+        columns.append((pl.col("eval_tokens_per_s") / pl.col("seq_len")).alias("eval_samples_per_s"))
+    return frame.with_columns(columns) if columns else frame
+
+
 def collect(
     cell_ids: list[str],
     metrics_files: list[str | Path],
@@ -208,6 +219,7 @@ def collect(
     frame = add_mfu(frame, read_json(calibration) if calibration else None)
     frame = add_estimates(frame, estimates or {}, estimate_device)
     frame = add_cost(frame, prices or {})
+    frame = add_rates(frame)
     front = [c for c in FRONT_COLUMNS if c in frame.columns]
     log.info("summary: %d cells, %d columns", frame.height, frame.width)
     return frame.select(front + sorted(set(frame.columns) - set(front)))

@@ -16,7 +16,9 @@ from ftbench.train.metrics import sync
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+"""The precisions whose matmul ceiling is measured (fp8 cells have no measured MFU: their float8 matmuls are
+torchao's kernels, not a dtype to time here)."""
 
 
 def time_matmul(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> float:
@@ -46,7 +48,15 @@ def matmul_flops(device: torch.device, dtype: torch.dtype, size: int, reps: int,
     return {"flops_per_s": 2 * n**3 / median, "median_s": median, "times_s": times, "size": n}
 
 
-def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: int = 10, budget_s: float = 4.0) -> dict:
+def calibrate(
+    device_request: str,
+    threads: int,
+    out,
+    size: int = 4096,
+    reps: int = 10,
+    budget_s: float = 4.0,
+    precisions: tuple[str, ...] = ("fp32", "bf16"),
+) -> dict:
     from ftbench.train.job import pick_device
 
     device = pick_device(device_request, 0)
@@ -56,7 +66,7 @@ def calibrate(device_request: str, threads: int, out, size: int = 4096, reps: in
         "device": device.type,
         "device_model": torch.cuda.get_device_name(device) if device.type == "cuda" else provenance.cpu_model(),
         "cpu_threads": threads if device.type == "cpu" else None,
-        "matmul": {name: matmul_flops(device, dtype, size, reps, budget_s) for name, dtype in DTYPES.items()},
+        "matmul": {name: matmul_flops(device, DTYPES[name], size, reps, budget_s) for name in precisions},
         "versions": {"torch": torch.__version__},
     }
     for name, m in result["matmul"].items():

@@ -25,7 +25,7 @@ from ftbench.cell import Cell
 from ftbench.data import tokcache
 from ftbench.files import atomic_write_json, read_json, verify_manifest
 from ftbench.plan.matrix import check_downloaded_model
-from ftbench.train import limits, loop, metrics, provenance
+from ftbench.train import float8, limits, loop, metrics, provenance
 from ftbench.train.strategies import TrainEnv, build_trainer, start_runtime
 from ftbench.train.weights import Weights
 
@@ -137,6 +137,7 @@ def set_up(spec: dict, cell: Cell, model_dir: Path, cache_dir: Path, progress: l
     if local_rank == 0:  # once per node: every rank of it reads the same files
         check_inputs(cell, model_dir, cache_dir)
     check_downloaded_model(cell, model_dir / "config.json")
+    float8.check(cell, device)
     progress.phase = "setup"
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     start_runtime(cell.strategy)  # its libraries and their ops are runtime, as the process group is
@@ -157,6 +158,8 @@ def set_up(spec: dict, cell: Cell, model_dir: Path, cache_dir: Path, progress: l
         activation_checkpointing=cell.activation_checkpointing,
     )
     model = weights.empty()
+    if cell.precision == "fp8":
+        float8.convert(model)
     if os.environ.get("FTBENCH_CPU_MEMORY_GB") and device.type == "cpu":
         # the budget is for the model's weights and training: the runtime and the weightless model are up
         limits.limit_cpu_memory(float(os.environ["FTBENCH_CPU_MEMORY_GB"]))

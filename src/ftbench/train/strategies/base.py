@@ -48,11 +48,36 @@ class Trainer(Protocol):
         """Greedy continuation of `prompts` by exactly `new_tokens` tokens."""
 
 
+COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
+"""The dtype a precision computes in besides fp32 master weights (fp8: float8 matmuls inside, the rest bf16)."""
+
+
 def autocast(precision: str, device: torch.device):
-    """bf16: autocast around forward with fp32 master weights; fp32: nothing."""
-    if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    """bf16 / fp16 / fp8: autocast around forward with fp32 master weights; fp32: nothing."""
+    if precision in COMPUTE_DTYPES:
+        return torch.autocast(device_type=device.type, dtype=COMPUTE_DTYPES[precision])
     return contextlib.nullcontext()
+
+
+def mixed_precision_policy(precision: str):
+    """FSDP2's policy: compute in the precision's dtype, reduce gradients in fp32, keep fp32 shards."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if precision in COMPUTE_DTYPES:
+        return MixedPrecisionPolicy(param_dtype=COMPUTE_DTYPES[precision], reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
+
+
+def grad_scaler(precision: str, device: torch.device, sharded: bool = False):
+    """fp16's dynamic loss scaling, as each strategy's users run it: torch's GradScaler, FSDP's
+    ShardedGradScaler for sharded gradients (it finds overflow on every rank's shard); None otherwise."""
+    if precision != "fp16":
+        return None
+    if sharded:
+        from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler
+
+        return ShardedGradScaler(device.type)
+    return torch.amp.GradScaler(device.type)
 
 
 def _mesh_key(param: torch.Tensor):
@@ -60,11 +85,13 @@ def _mesh_key(param: torch.Tensor):
     return None if mesh is None else (tuple(mesh.mesh.flatten().tolist()), mesh.mesh_dim_names)
 
 
-def adamw(params, env: TrainEnv) -> torch.optim.Optimizer:
+def adamw(params, env: TrainEnv, scaled: bool = False) -> torch.optim.Optimizer:
     """The optimizer every strategy uses (DeepSpeed's engine wraps the same one), so strategies differ only
     in parallelism. Fused: one kernel over all tensors instead of a Python loop per parameter (on CPU the
     default is that loop). One parameter group per device mesh (plain tensors apart): the fused kernel runs
-    per group and takes no mix of DTensors on different meshes (TP's layers and its replicated rest)."""
+    per group and takes no mix of DTensors on different meshes (TP's layers and its replicated rest).
+    `scaled` (fp16's GradScaler steps it): on CPU the unfused loop, because the fused CPU kernel refuses the
+    scaler's one-element overflow flag (torch 2.13: "output with shape [] doesn't match ... [1]")."""
     groups: dict = {}
     for p in params:
         if p.requires_grad:
@@ -74,7 +101,7 @@ def adamw(params, env: TrainEnv) -> torch.optim.Optimizer:
         lr=env.lr,
         weight_decay=env.weight_decay,
         betas=(0.9, 0.95),
-        fused=True,
+        fused=not (scaled and env.device.type == "cpu"),
     )
 
 
@@ -158,11 +185,16 @@ class DataParallelTrainer:
     optimizer: torch.optim.Optimizer
     max_grad_norm: float
     autocast_precision: str = "fp32"
-    """"bf16": autocast around forward (DDP); FSDP casts through its MixedPrecisionPolicy and keeps fp32."""
+    """"bf16"/"fp16": autocast around forward (DDP); FSDP casts through its MixedPrecisionPolicy."""
     device: torch.device | None = None
+    scaler: torch.amp.GradScaler | None = None
+    """fp16: the loss scaler (`grad_scaler`)."""
 
     def autocast(self):
         return autocast(self.autocast_precision, self.device)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
 
     def _forward_backward(self, batch: torch.Tensor, is_last: bool, n: int) -> torch.Tensor:
         raise NotImplementedError
@@ -177,9 +209,15 @@ class DataParallelTrainer:
         last = len(micro_batches) - 1
         for i, batch in enumerate(micro_batches):
             total += self._forward_backward(batch, i == last, len(micro_batches))
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients
         if self.max_grad_norm > 0:
             self.clip()
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # skips the step when a gradient overflowed, and adapts the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return total
 

@@ -12,7 +12,7 @@ import contextlib
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
+from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested, grad_scaler
 
 
 class DDPTrainer(DataParallelTrainer):
@@ -31,7 +31,8 @@ class DDPTrainer(DataParallelTrainer):
         if compile_requested(cell, env):
             # the wrapper, so that above world 1 Dynamo splits the graph at DDP's buckets (all-reduce overlaps)
             self.wrapped.compile()
-        self.optimizer = adamw(self.module.parameters(), env)
+        self.scaler = grad_scaler(cell.precision, env.device)
+        self.optimizer = adamw(self.module.parameters(), env, scaled=self.scaler is not None)
         self.autocast_precision, self.device = cell.precision, env.device
         self.max_grad_norm = env.max_grad_norm
         self.data_rank, self.data_world = env.rank, env.world_size
@@ -41,7 +42,7 @@ class DDPTrainer(DataParallelTrainer):
         with contextlib.nullcontext() if is_last or self.wrapped is self.module else self.wrapped.no_sync():
             with self.autocast():
                 loss = self.wrapped(input_ids=batch, labels=batch).loss / n
-            loss.backward()
+            self.backward(loss)
         return loss.detach()
 
 

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 import torch
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import CPUOffloadPolicy, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
 from ftbench.train.layers import decoder_layers
-from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, compile_requested
+from ftbench.train.strategies.base import (
+    DataParallelTrainer,
+    TrainEnv,
+    adamw,
+    compile_requested,
+    grad_scaler,
+    mixed_precision_policy,
+)
 
 
 class FSDPTrainer(DataParallelTrainer):
@@ -28,11 +35,7 @@ class FSDPTrainer(DataParallelTrainer):
         else:
             mesh = init_device_mesh(env.device.type, (env.world_size,))
         shard_options = {"offload_policy": CPUOffloadPolicy(pin_memory=env.device.type == "cuda")} if offload else {}
-        policy = (
-            MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-            if cell.precision == "bf16"
-            else MixedPrecisionPolicy()
-        )
+        policy = mixed_precision_policy(cell.precision)
         compile_layers = compile_requested(cell, env)
         for layer in decoder_layers(module):
             if compile_layers:  # each layer before it is sharded, as torchtitan does
@@ -43,7 +46,8 @@ class FSDPTrainer(DataParallelTrainer):
         # host when offloaded: FSDP2 keeps offloaded shards there)
         env.weights.materialize(module, torch.device("cpu") if shard_options else env.device, buffer_device=env.device)
         self.module = module
-        self.optimizer = adamw(module.parameters(), env)
+        self.scaler = grad_scaler(cell.precision, env.device, sharded=True)
+        self.optimizer = adamw(module.parameters(), env, scaled=self.scaler is not None)
         self.max_grad_norm = env.max_grad_norm
         self.data_rank, self.data_world = env.rank, env.world_size
 
@@ -51,7 +55,7 @@ class FSDPTrainer(DataParallelTrainer):
         # reduce-scatter gradients only after the last micro-batch of the step
         self.module.set_requires_gradient_sync(is_last)
         loss = self.module(input_ids=batch, labels=batch).loss / n
-        loss.backward()
+        self.backward(loss)
         return loss.detach()
 
 

@@ -20,7 +20,13 @@ from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
 
 from ftbench.train.layers import decoder_layers
-from ftbench.train.strategies.base import DataParallelTrainer, TrainEnv, adamw, clip_grad_norm
+from ftbench.train.strategies.base import (
+    DataParallelTrainer,
+    TrainEnv,
+    adamw,
+    clip_grad_norm,
+    mixed_precision_policy,
+)
 
 STYLES = {"colwise": ColwiseParallel, "rowwise": RowwiseParallel}
 """The plan entries ftbench applies; a model whose plan asks for others (gathered outputs, packed weights)
@@ -43,7 +49,7 @@ def layer_plan(model: torch.nn.Module, cell) -> dict:
 
 class TensorParallelTrainer(DataParallelTrainer):
     def __init__(self, module: torch.nn.Module, cell, env: TrainEnv, fsdp: bool = False):
-        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+        from torch.distributed.fsdp import fully_shard
 
         shape = cell.mesh
         mesh = init_device_mesh(
@@ -53,11 +59,7 @@ class TensorParallelTrainer(DataParallelTrainer):
         for layer in decoder_layers(module):
             parallelize_module(layer, mesh["tp"], plan)
         if fsdp:
-            policy = (
-                MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-                if cell.precision == "bf16"
-                else MixedPrecisionPolicy()
-            )
+            policy = mixed_precision_policy(cell.precision)
             for layer in decoder_layers(module):
                 fully_shard(layer, mesh=mesh["dp"], mp_policy=policy)
             fully_shard(module, mesh=mesh["dp"], mp_policy=policy)
@@ -79,7 +81,7 @@ class TensorParallelTrainer(DataParallelTrainer):
             self.module.set_requires_gradient_sync(is_last)
         with self.autocast():
             loss = self.module(input_ids=batch, labels=batch).loss / n
-        loss.backward()
+        self.backward(loss)
         return loss.detach()
 
 

@@ -2,7 +2,8 @@
 optimizer state offloaded to the host, DeepSpeed's own CPU Adam (a C++ op DeepSpeed builds with the machine's
 compiler once into TORCH_EXTENSIONS_DIR, resources/torch_extensions in a workflow run), as its users run it.
 Launched by torchrun like everything else: the process group exists already, DeepSpeed only joins it.
-bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy).
+bf16 = DeepSpeed's bf16 mode (bf16 weights, fp32 master copy); fp16 = its fp16 mode with dynamic loss scaling
+(GPU only: DeepSpeed's CPU accelerator has no fp16, so planning prunes those cells).
 
 Stages 1 and 2 hold a full replica: allocated on the device and read into from the files. Stage 3 builds
 the model under `deepspeed.zero.Init`, which partitions each module's parameters as it is created, and each
@@ -75,6 +76,8 @@ def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Mo
         "gradient_clipping": env.max_grad_norm,
         "zero_optimization": zero,
         "bf16": {"enabled": cell.precision == "bf16"},
+        # fp16: DeepSpeed's own dynamic loss scaling (scale 2^16 to start, halved on overflow, step skipped)
+        "fp16": {"enabled": cell.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
         "steps_per_print": 2**31 - 1,
     }
 
