@@ -189,3 +189,19 @@ def test_mesh_strategies_hold_their_mesh_share_of_the_model():
     fsdp_tp = states("fsdp_tp", 16, tp_degree=8)
     assert fsdp_tp.optimizer == pytest.approx(tp.optimizer / 2)
     assert fsdp_tp.activations == tp.activations
+
+
+@pytest.mark.parametrize("name", ["falcon-7b", "gpt2", "llama-2-7b"])
+def test_the_shipped_shapes_count_the_parameters_transformers_builds(name):
+    """configs/shapes/ files, built as transformers builds them (on the meta device): the shape's count is
+    the model's (a tied head once), Falcon-7B's 6.92B and GPT-2's 124M among them."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(SHAPES / f"{name}.json")
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    model.tie_weights()  # init_empty_weights' fresh meta parameters untie a tied head
+    assert Shape.from_config_json(json.loads((SHAPES / f"{name}.json").read_text())).params == sum(
+        p.numel() for p in model.parameters()
+    )

@@ -364,3 +364,43 @@ def test_a_downloaded_models_heads_are_checked_before_the_job_starts(tmp_path):
     check_downloaded_model(Cell("m", "tp", 2, "full", "fp32", 1, 32, 1), config)
     with pytest.raises(ConfigError, match=r"cell m/tp/4gpu/.*2 KV heads are not divisible by the TP degree 4"):
         check_downloaded_model(Cell("m", "tp", 4, "full", "fp32", 1, 32, 1), config)
+
+
+def test_a_strategy_that_does_not_run_a_precision_prunes_it_with_the_reason(test_config):
+    test_config["matrix"].update(strategies=["ddp", "zero2", "pipeline", "tp"], gpus=[2], precision=["fp16"])
+    test_config["hardware"]["device"] = "cpu"
+    pruned = {c.id: r for c, r in plan(test_config).pruned}
+    assert [c.id for c in plan(test_config).cells] == ["tiny-llama/ddp/2gpu/full-fp16-bs2-seq64"]
+    assert pruned == {
+        "tiny-llama/zero2/2gpu/full-fp16-bs2-seq64": (
+            "zero2: DeepSpeed's CPU accelerator has no fp16 (run it on GPUs, or bf16 here)"
+        ),
+        "tiny-llama/pipeline/2gpu/full-fp16-bs2-seq64": "pipeline does not run fp16 (it runs fp32, bf16)",
+        "tiny-llama/tp/2gpu/full-fp16-bs2-seq64": "tp does not run fp16 (it runs fp32, bf16)",
+    }
+    test_config["hardware"]["device"] = "cuda"  # DeepSpeed's fp16 mode on GPUs
+    assert "tiny-llama/zero2/2gpu/full-fp16-bs2-seq64" in [c.id for c in plan(test_config).cells]
+
+
+def test_fp8_is_refused_at_planning_on_a_cpu_device_and_pruned_where_not_wired(test_config):
+    test_config["matrix"].update(strategies=["ddp", "fsdp", "zero3"], gpus=[2], precision=["bf16", "fp8"])
+    test_config["hardware"]["device"] = "cpu"
+    with pytest.raises(ConfigError, match="matrix.precision: fp8 needs a GPU with float8 matmuls"):
+        plan(test_config)
+    test_config["hardware"]["device"] = "cuda"
+    result = plan(test_config)
+    assert "tiny-llama/fsdp/2gpu/full-fp8-bs2-seq64" in [c.id for c in result.cells]
+    assert {c.id: r for c, r in result.pruned} == {
+        "tiny-llama/zero3/2gpu/full-fp8-bs2-seq64": "zero3 does not run fp8 (it runs fp32, bf16, fp16)"
+    }
+
+
+def test_an_fp8_job_on_a_cpu_rank_is_refused_naming_the_cell():
+    import torch
+
+    from ftbench.train import float8
+
+    cell = Cell("m", "ddp", 1, "full", "fp8", 1, 32, 1)
+    with pytest.raises(ConfigError, match=r"cell m/ddp/1gpu/full-fp8-bs1-seq32: fp8 needs a GPU .* runs on cpu"):
+        float8.check(cell, torch.device("cpu"))
+    float8.check(Cell("m", "ddp", 1, "full", "bf16", 1, 32, 1), torch.device("cpu"))  # other precisions pass

@@ -37,18 +37,23 @@ class Shape:
 
     @classmethod
     def from_config_json(cls, cfg: dict) -> Shape:
-        """Llama/Mistral/Qwen2 keys, or GPT-2's (n_embd, n_layer, n_inner)."""
+        """Llama/Mistral/Qwen2 keys, GPT-2's (n_embd, n_layer, n_inner) or Falcon's (multi-query attention,
+        `ffn_hidden_size`)."""
         hidden = cfg.get("hidden_size", cfg.get("n_embd"))
         heads = cfg.get("num_attention_heads", cfg.get("n_head"))
-        inner = cfg.get("intermediate_size", cfg.get("n_inner")) or 4 * hidden
+        inner = cfg.get("intermediate_size", cfg.get("n_inner", cfg.get("ffn_hidden_size"))) or 4 * hidden
+        falcon = cfg.get("model_type") == "falcon"
+        kv_heads = cfg.get("num_key_value_heads") or heads
+        if falcon and not cfg.get("new_decoder_architecture"):
+            kv_heads = 1 if cfg.get("multi_query", True) else heads
         return cls(
             hidden=hidden,
             layers=cfg.get("num_hidden_layers", cfg.get("n_layer")),
             intermediate=inner,
             vocab=cfg["vocab_size"],
             heads=heads,
-            kv_heads=cfg.get("num_key_value_heads") or heads,
-            tied=cfg.get("tie_word_embeddings", cfg.get("model_type") == "gpt2"),
+            kv_heads=kv_heads,
+            tied=cfg.get("tie_word_embeddings", cfg.get("model_type") in ("gpt2", "falcon")),
             gpt2_positions=cfg.get("n_positions", 0) if cfg.get("model_type") == "gpt2" else 0,
             model_type=cfg.get("model_type", ""),
         )
@@ -71,6 +76,8 @@ class Shape:
     @property
     def norm_params(self) -> int:
         """A decoder layer's norm weights: replicated, not split, by tensor parallelism."""
+        if self.model_type == "falcon":
+            return 2 * self.hidden
         return 4 * self.hidden if self.gpt2_positions else 2 * self.hidden
 
     def tp_params(self, tp: int) -> int:
@@ -90,6 +97,8 @@ class Shape:
         h, inner = self.hidden, self.intermediate
         if self.gpt2_positions:
             return 4 * h * h + 2 * h * inner + 9 * h + inner
+        if self.model_type == "falcon":  # fused qkv, dense, an ungated MLP, one LayerNorm (weight and bias)
+            return h * (h + 2 * self.kv_width) + h * h + 2 * h * inner + 2 * h
         return 2 * h * h + 2 * h * self.kv_width + 3 * h * inner + 2 * h
 
     @property
@@ -99,7 +108,7 @@ class Shape:
     @property
     def params(self) -> int:
         head = 0 if self.tied else self.embedding_params
-        final_norm = 2 * self.hidden if self.gpt2_positions else self.hidden
+        final_norm = 2 * self.hidden if self.gpt2_positions or self.model_type == "falcon" else self.hidden
         positions = self.gpt2_positions * self.hidden
         return self.layers * self.layer_params + self.embedding_params + head + final_norm + positions
 
