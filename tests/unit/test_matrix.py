@@ -385,7 +385,7 @@ def test_a_strategy_that_does_not_run_a_precision_prunes_it_with_the_reason(test
 def test_fp8_is_refused_at_planning_on_a_cpu_device_and_pruned_where_not_wired(test_config):
     test_config["matrix"].update(strategies=["ddp", "fsdp", "zero3"], gpus=[2], precision=["bf16", "fp8"])
     test_config["hardware"]["device"] = "cpu"
-    with pytest.raises(ConfigError, match="matrix.precision: fp8 needs a GPU with float8 matmuls"):
+    with pytest.raises(ConfigError, match=r"matrix\.precision: fp8 needs a GPU with float8 matmuls"):
         plan(test_config)
     test_config["hardware"]["device"] = "cuda"
     result = plan(test_config)
