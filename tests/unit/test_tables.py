@@ -26,7 +26,9 @@ def summary():
         "zero_stage": None,
         "global_batch_size": 8,
         "run_duration_s": 12.34,
+        "epoch_s": 45.67,
         "train_tokens_per_s": 12345.6,
+        "eval_tokens_per_s": 40123.4,
         "inference_tokens_per_s": 800.2,
         "peak_memory_gb": 0.51234,
         "train_loss_avg": 7.1234,
@@ -49,13 +51,39 @@ def test_render_makes_one_table_per_model_with_the_users_columns():
     text = tables.render(summary())
     assert text.count("| n×GPU | strategy | ZeRO |") == 2
     assert "#### m" in text and "#### n" in text
+    # bench_pie's epoch (one pass over the data) and eval-forward tokens/s, beside the run and greedy decoding
     assert (
-        "| 1 | ddp | — | full | fp32 | 128 | 8 | 8 | 12.3 | 12,346 | 800 | 0.51 | 7.123 | 1234.57 | 12.3% | ok |"
+        "| epoch (s) | run (s) | train tok/s | eval fwd tok/s | decode tok/s | memory (GB) | loss | perplexity |"
         in text
     )
-    assert "| 2 | ddp | — | full | fp32 | 128 | 8 | — | — | — | — | — | — | — | — | pending |" in text
+    assert (
+        "| 1 | ddp | — | full | fp32 | 128 | 8 | 8 | 45.7 | 12.3 | 12,346 | 40,123 | 800 | 0.51 | 7.123 | 1234.57 "
+        "| 12.3% | ok |" in text
+    )
+    assert "| 2 | ddp | — | full | fp32 | 128 | 8 | — | — | — | — | — | — | — | — | — | — | pending |" in text
     assert "commit `0123456789ab`" in text and "torch 2.13.0" in text
     assert tables.render(summary()) == text  # same summary, same bytes
+
+
+def test_a_mesh_column_appears_only_for_a_model_with_a_set_mesh_shape():
+    frame = summary()
+    assert "| mesh |" not in tables.render(frame)
+    meshed = [
+        {
+            **frame.row(0, named=True),
+            "strategy": "fsdp_tp",
+            "gpus": 8,
+            "tp_degree": tp,
+            "shard_group": 0,
+            "cell_id": f"m/fsdp_tp/8gpu/full-fp32-bs8-seq128{suffix}",
+        }
+        for tp, suffix in ((0, ""), (4, "-tp-4"))
+    ]
+    text = tables.render(pl.concat([frame, pl.DataFrame(meshed)], how="diagonal_relaxed"))
+    section_m, section_n = text.split("#### n")
+    assert "| ZeRO | mesh | method |" in section_m and "| 8 | fsdp_tp | — | tp 4 | full |" in section_m
+    assert "| 8 | fsdp_tp | — | — | full |" in section_m  # the default shape
+    assert "mesh" not in section_n
 
 
 def test_checkpointing_columns_appear_only_for_a_model_that_checkpoints():

@@ -41,7 +41,10 @@ def _percent(value) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
-# (header, summary column, formatter): the columns users compare, bench_pie's first
+# (header, summary column, formatter): the columns users compare, bench_pie's first. "epoch (s)" is one pass
+# over the cell's training data and "eval fwd tok/s" the eval loop's forward throughput, as bench_pie's
+# columns of those names are; "run (s)" is the cell's measured run, "decode tok/s" greedy generation
+# (docs/measurements.md)
 COLUMNS = [
     ("n×GPU", "gpus", str),
     ("strategy", "strategy", str),
@@ -51,9 +54,11 @@ COLUMNS = [
     ("seq", "seq_len", str),
     ("batch/GPU", "batch_size_per_gpu", str),
     ("global batch", "global_batch_size", lambda v: "—" if v is None else str(v)),
-    ("epoch (s)", "run_duration_s", lambda v: _fmt(v, 1)),
+    ("epoch (s)", "epoch_s", lambda v: _fmt(v, 1)),
+    ("run (s)", "run_duration_s", lambda v: _fmt(v, 1)),
     ("train tok/s", "train_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
-    ("inference tok/s", "inference_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
+    ("eval fwd tok/s", "eval_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
+    ("decode tok/s", "inference_tokens_per_s", lambda v: _fmt(v, 0, thousands=True)),
     ("memory (GB)", "train_peak_memory_gb", lambda v: _fmt(v, 2)),
     ("loss", "train_loss_avg", lambda v: _fmt(v, 3)),
     ("perplexity", "eval_perplexity", lambda v: _fmt(v, 2)),
@@ -70,15 +75,29 @@ CHECKPOINTING_COLUMNS = [
 ]
 
 
+def _mesh(row: dict) -> str:
+    """A set mesh shape: `tp 4`, `sg 8`; the strategy's default: —."""
+    parts = [f"{tag} {row[c]}" for tag, c in (("tp", "tp_degree"), ("sg", "shard_group")) if row.get(c)]
+    return ", ".join(parts) or "—"
+
+
+# shown only for a model with a cell whose mesh shape is set (matrix.tp_degree / shard_group)
+MESH_COLUMNS = [("mesh", None, _mesh, "ZeRO")]
+
+
+def _off_default(rows: pl.DataFrame, column: str, default) -> bool:
+    return column in rows.columns and not rows.get_column(column).fill_null(default).eq(default).all()
+
+
 def columns_for(rows: pl.DataFrame) -> list[tuple]:
-    """The table's columns for a model's rows: COLUMNS, plus the checkpointing ones where any cell uses it."""
-    if (
-        "activation_checkpointing" not in rows.columns
-        or rows.get_column("activation_checkpointing").fill_null("none").eq("none").all()
-    ):
-        return COLUMNS
+    """The table's columns for a model's rows: COLUMNS, plus the checkpointing ones where any cell uses it
+    and the mesh where any cell sets one."""
+    extra = [
+        *(CHECKPOINTING_COLUMNS if _off_default(rows, "activation_checkpointing", "none") else []),
+        *(MESH_COLUMNS if _off_default(rows, "tp_degree", 0) or _off_default(rows, "shard_group", 0) else []),
+    ]
     columns = list(COLUMNS)
-    for header, column, fmt, after in CHECKPOINTING_COLUMNS:
+    for header, column, fmt, after in extra:
         at = next(i for i, (h, _, _) in enumerate(columns) if h == after) + 1
         columns.insert(at, (header, column, fmt))
     return columns
@@ -89,7 +108,10 @@ FALLBACK = {"train_peak_memory_gb": "peak_memory_gb"}
 
 
 def _cell(row: dict, column: str, fmt) -> str:
-    """A value; with repeats its spread as ± half the range of the runs, relative to the median."""
+    """A value; with repeats its spread as ± half the range of the runs, relative to the median. Column None:
+    `fmt` reads the whole row."""
+    if column is None:
+        return fmt(row)
     if row.get(column) is None and column in FALLBACK:
         column = FALLBACK[column]
     text = fmt(row.get(column))
