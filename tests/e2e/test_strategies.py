@@ -131,6 +131,13 @@ def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
     assert bf16 == pytest.approx(fp32, abs=0.1)
 
 
+def test_bf16_lora_under_zero3_reads_its_partitioned_adapters(probe):
+    """zero.Init builds the model in bf16: its LoRA adapters must stay the partitions DeepSpeed made (peft
+    would upcast them to fp32 tensors that are no partition)."""
+    fp32 = probe("ddp", method="lora", steps=3)[0]["losses"]
+    assert probe("zero3", method="lora", precision="bf16", steps=3)[0]["losses"] == pytest.approx(fp32, abs=0.1)
+
+
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_fp16_scales_the_loss_and_stays_close_to_fp32(probe, strategy):
     """fp16 with dynamic loss scaling, as each strategy's users run it: GradScaler (ddp) or FSDP's

@@ -32,7 +32,9 @@ def lora(model: torch.nn.Module, options: dict) -> torch.nn.Module:
         target_modules=ATTENTION_PROJECTIONS[model_type],
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    # adapters keep the dtype they are built in: peft would otherwise upcast them to fp32 in a bf16 model,
+    # replacing a ZeRO-3 partitioned adapter (built under zero.Init) by a plain empty tensor
+    return get_peft_model(model, config, autocast_adapter_dtype=False)
 
 
 METHODS = {"full": full, "lora": lora}
