@@ -94,7 +94,7 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
     facts = {"rank": rank, "losses": out["losses"], "eval_loss": eval_loss, "generated": gen["generated_ids"],
              "graphs_compiled": torch._dynamo.utils.counters["stats"]["unique_graphs"],
              "mlp_forwards": len(mlp_forwards), "micro_batches": steps * cell.grad_accum_steps,
-             "loaded_exact": loaded_exact,
+             "loaded_exact": loaded_exact, "setup_facts": getattr(trainer, "setup_facts", {}),
              "loss_scale": getattr(trainer, "scaler", None) and trainer.scaler.get_scale(), "data_rank": trainer.data_rank, "data_world": trainer.data_world,
              **held(trainer, strategy, full)}
     (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))

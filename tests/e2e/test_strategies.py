@@ -226,10 +226,15 @@ def test_fsdp_tp_shards_each_tp_block_over_the_data_parallel_ranks(probe):
     assert mesh_probe(probe, "fsdp_tp-1x4")[0]["param_fraction"] == pytest.approx(tp, abs=1e-3)
     # TP groups are consecutive ranks (one node); ranks 0,1 read data shard 0, ranks 2,3 shard 1
     assert [(r["data_rank"], r["data_world"]) for r in ranks] == [(0, 2), (0, 2), (1, 2), (1, 2)]
+    mesh = ranks[0]["setup_facts"]["device_mesh"]  # what metrics.json records
+    assert mesh["dims"] == {"dp": 2, "tp": 2} and mesh["groups"]["tp"] == [[0, 1], [2, 3]]
+    assert mesh["groups"]["dp"] == [[0, 2], [1, 3]] and len(mesh["hosts"]) == 4
 
 
 def test_an_hsdp_rank_holds_one_over_its_shard_group(probe):
     ranks = mesh_probe(probe, "hsdp")  # default: shard groups of 2, replicated twice
     for rank in ranks:
         assert rank["param_fraction"] == pytest.approx(0.5, abs=0.01)
+    mesh = ranks[0]["setup_facts"]["device_mesh"]
+    assert mesh["dims"] == {"replicate": 2, "shard": 2} and mesh["groups"]["shard"] == [[0, 1], [2, 3]]
     assert [r["data_rank"] for r in ranks] == [0, 1, 2, 3]

@@ -175,6 +175,22 @@ def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     return norm
 
 
+def mesh_facts(mesh) -> dict:
+    """What a cell's metrics.json records of its device mesh: each dimension's size, its groups of ranks, and
+    every rank's host (so a TP group on one node can be checked against where Slurm ran the ranks)."""
+    import socket
+
+    from ftbench.train.metrics import gather
+
+    ranks = mesh.mesh
+    names = mesh.mesh_dim_names
+    return {
+        "dims": dict(zip(names, ranks.shape, strict=True)),
+        "groups": {name: ranks.movedim(i, -1).reshape(-1, ranks.shape[i]).tolist() for i, name in enumerate(names)},
+        "hosts": gather(socket.gethostname()),
+    }
+
+
 class DataParallelTrainer:
     """What DDP and FSDP share: every rank runs the whole model on its own shard of the batch. A subclass
     sets `module`, `optimizer`, `max_grad_norm` (and `autocast_precision`, `device` where forward runs under

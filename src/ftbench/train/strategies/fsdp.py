@@ -21,6 +21,7 @@ from ftbench.train.strategies.base import (
     adamw,
     compile_requested,
     grad_scaler,
+    mesh_facts,
     mixed_precision_policy,
 )
 
@@ -32,6 +33,7 @@ class FSDPTrainer(DataParallelTrainer):
             mesh = init_device_mesh(
                 env.device.type, (shape.replicate, shape.shard), mesh_dim_names=("replicate", "shard")
             )
+            self.setup_facts = {"device_mesh": mesh_facts(mesh)}
         else:
             mesh = init_device_mesh(env.device.type, (env.world_size,))
         shard_options = {"offload_policy": CPUOffloadPolicy(pin_memory=env.device.type == "cuda")} if offload else {}

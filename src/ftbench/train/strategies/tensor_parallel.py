@@ -25,6 +25,7 @@ from ftbench.train.strategies.base import (
     TrainEnv,
     adamw,
     clip_grad_norm,
+    mesh_facts,
     mixed_precision_policy,
 )
 
@@ -70,6 +71,7 @@ class TensorParallelTrainer(DataParallelTrainer):
         self.module, self.fsdp = module, fsdp
         self.optimizer = adamw(module.parameters(), env)
         self.max_grad_norm = env.max_grad_norm
+        self.setup_facts = {"device_mesh": mesh_facts(mesh)}
         coordinate = mesh.get_coordinate()
         self.data_rank, self.data_world = coordinate[0], shape.data_parallel
 
