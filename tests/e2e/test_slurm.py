@@ -100,7 +100,8 @@ def workdir(tmp_path_factory, raw_test_config):
                 "global_batch_size": 800000,
             },
         ],
-        "matrix": {"strategies": ["ddp"], "gpus": [1, 2, 4], "seq_len": [64]},
+        # fsdp_tp runs at 4 (2 nodes x 2: TP 2 inside a node, FSDP across), is pruned below
+        "matrix": {"strategies": ["ddp", "fsdp_tp"], "gpus": [1, 2, 4], "seq_len": [64]},
         "global_batch_size": 8,
         "select": ["tiny-llama/*", cell("tiny-b", 2)],
         "hardware": {"device": "cpu", "gpus_per_node": 2, "gpu_gres": "gpu", "host_memory_per_rank_gb": 1},
@@ -126,8 +127,9 @@ def test_preview_lists_cells_nodes_and_gpu_hours(cluster, repo, workdir):
     row = rf"\| {re.escape(cell('tiny-llama', 4))} \| 2 x 2 \| 1\.17 \| 4\.67 \| \d+\.\d\d \| to run \|"
     assert re.search(row, out), out
     assert f"| {cell('tiny-llama', 2)} | 1 x 2 |" in out
-    # 9 GPUs (1 + 2 + 4 + tiny-b's 2), each for the 70 min limit (60 min cell timeout + 10 min start-up)
-    assert "4 of 4 selected cells to run (0 pruned), largest job 2 node(s); at most 10.5 GPU-hours" in out
+    # 13 GPUs (1 + 2 + 4 + fsdp_tp's 4 + tiny-b's 2), each for the 70 min limit (60 min cell timeout + 10 min
+    # start-up); fsdp_tp at 1 and 2 GPUs of both models pruned
+    assert "5 of 5 selected cells to run (4 pruned), largest job 2 node(s); at most 15.2 GPU-hours" in out
     assert "sbatch call" not in out  # a localrule: nothing is submitted
 
 
@@ -170,6 +172,20 @@ def test_cells_ran_on_the_nodes_slurm_gave_them(first_run, workdir):
     for gpus in (2, 4):
         assert losses[gpus]["gpus"] == gpus
         assert losses[gpus]["losses"] == pytest.approx(losses[1]["losses"], rel=1e-4)
+
+
+def test_a_tp_group_never_crosses_a_node(first_run, workdir):
+    """fsdp_tp on 2 nodes x 2: each TP group's ranks ran on one host (torchrun numbers ranks node by node and
+    the mesh puts TP innermost), the data-parallel groups span both, and it trains like ddp on the same tokens."""
+    runs = workdir / "results" / RUN / "runs"
+    tp_cell = "tiny-llama/fsdp_tp/4gpu/full-fp32-bs2-seq64"
+    metrics = json.loads((runs / tp_cell / "metrics.json").read_text())
+    mesh, hosts = metrics["device_mesh"], metrics["device_mesh"]["hosts"]
+    assert mesh["dims"] == {"dp": 2, "tp": 2} and len(set(hosts)) == 2, mesh
+    assert all(len({hosts[r] for r in group}) == 1 for group in mesh["groups"]["tp"]), mesh
+    assert all(len({hosts[r] for r in group}) == 2 for group in mesh["groups"]["dp"]), mesh
+    ddp = json.loads((runs / cell("tiny-llama", 4) / "metrics.json").read_text())
+    assert metrics["losses"] == pytest.approx(ddp["losses"], abs=1e-3)
 
 
 def test_failed_cell_is_a_row_and_the_rest_of_the_table_stands(first_run, workdir):

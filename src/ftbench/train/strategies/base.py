@@ -177,7 +177,8 @@ def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
 
 def mesh_facts(mesh) -> dict:
     """What a cell's metrics.json records of its device mesh: each dimension's size, its groups of ranks, and
-    every rank's host (so a TP group on one node can be checked against where Slurm ran the ranks)."""
+    every rank's node (Slurm's name for it, else the hostname), so a TP group can be checked to sit on one."""
+    import os
     import socket
 
     from ftbench.train.metrics import gather
@@ -187,7 +188,7 @@ def mesh_facts(mesh) -> dict:
     return {
         "dims": dict(zip(names, ranks.shape, strict=True)),
         "groups": {name: ranks.movedim(i, -1).reshape(-1, ranks.shape[i]).tolist() for i, name in enumerate(names)},
-        "hosts": gather(socket.gethostname()),
+        "hosts": gather(os.environ.get("SLURMD_NODENAME") or socket.gethostname()),
     }
 
 
