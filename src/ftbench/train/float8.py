@@ -32,7 +32,8 @@ def check(cell, device: torch.device) -> None:
         import torchao.float8  # noqa: F401
     except ImportError as e:
         raise ConfigError(
-            f"cell {cell.id}: fp8 runs through torchao, which is not installed ({e}): pip install torchao"
+            f"cell {cell.id}: fp8 runs through torchao, which is not installed ({e}): "
+            "pip install 'ftbench[fp8]' (torchao)"
         ) from None
 
 
