@@ -65,7 +65,7 @@ class Cell:
     method: str
     """Fine-tuning method: `full` (all parameters)."""
     precision: str
-    """`fp32`, or `bf16` autocast with fp32 master weights."""
+    """`fp32`; `bf16`, `fp16` (loss-scaled) or `fp8` (torchao float8 linears) with fp32 master weights."""
     batch_size_per_gpu: int
     """Micro-batch per data-parallel rank, in samples of `seq_len` tokens."""
     seq_len: int
@@ -135,8 +135,8 @@ _CELL_RE = re.compile(
 
 
 def parse_cell_id(cell_id: str) -> dict:
-    """Split a cell id into its wildcard values (strings; optional fields at their defaults where absent),
-    or raise ValueError."""
+    """Split a cell id into its wildcard values (strings; optional fields as their segment's `kind`, at their
+    defaults where absent), or raise ValueError."""
     m = _CELL_RE.match(cell_id)
     if not m:
         raise ValueError(f"not a cell id: {cell_id!r} (expected {CELL_PATTERN}[optional -<tag>-<value> segments])")

@@ -39,7 +39,8 @@ class Strategy:
 
     @property
     def data_parallel(self) -> bool:
-        """False when ranks split the model rather than the batch (pipeline): one data shard per job."""
+        """False when ranks split the model's layers rather than the batch (pipeline). A TP group's ranks also
+        read one shard; `mesh_of` gives every strategy's data-parallel degree."""
         return LAYERS not in self.shards
 
     @property
@@ -119,7 +120,7 @@ class Mesh:
     @property
     def replicate(self) -> int:
         """HSDP: groups that hold the same shards."""
-        return self.data_parallel // self.shard if self.shard > 1 else self.data_parallel
+        return self.data_parallel // self.shard
 
 
 def mesh_of(strategy: str, gpus: int, tp_degree: int = 0, shard_group: int = 0) -> Mesh:
@@ -130,7 +131,8 @@ def mesh_of(strategy: str, gpus: int, tp_degree: int = 0, shard_group: int = 0) 
         return Mesh(1, tensor_parallel=gpus)
     if row.mesh == "fsdp_tp":
         tp = tp_degree or default_inner_degree(gpus)
-        return Mesh(gpus // tp, tensor_parallel=tp, shard=gpus // tp)
+        dp = max(1, gpus // tp)  # a degree above the world is pruned (mesh_problem); its estimate stays finite
+        return Mesh(dp, tensor_parallel=tp, shard=dp)
     if row.mesh == "hsdp":
         return Mesh(gpus, shard=shard_group or default_inner_degree(gpus))
     if not row.data_parallel:
@@ -151,4 +153,6 @@ def mesh_problem(strategy: str, gpus: int, tp_degree: int, shard_group: int, gpu
         return f"{strategy}: the world of {gpus} GPUs is not divisible by the {name} {inner}"
     if row.tensor_parallel and inner > min(gpus, gpus_per_node):
         return f"{strategy}: a TP group of {inner} GPUs is wider than a node of {gpus_per_node}"
+    if row.tensor_parallel and gpus > gpus_per_node and gpus_per_node % inner:
+        return f"{strategy}: TP groups of {inner} GPUs do not divide a node of {gpus_per_node} (one would span two)"
     return None

@@ -404,3 +404,24 @@ def test_an_fp8_job_on_a_cpu_rank_is_refused_naming_the_cell():
     with pytest.raises(ConfigError, match=r"cell m/ddp/1gpu/full-fp8-bs1-seq32: fp8 needs a GPU .* runs on cpu"):
         float8.check(cell, torch.device("cpu"))
     float8.check(Cell("m", "ddp", 1, "full", "bf16", 1, 32, 1), torch.device("cpu"))  # other precisions pass
+
+
+def test_a_tp_degree_above_the_world_or_across_nodes_is_pruned_and_still_estimated(test_config):
+    from ftbench.plan.estimate import cell_estimates
+
+    test_config["models"][0]["architecture"].update(hidden_size=48, num_heads=24)
+    test_config["matrix"].update(strategies=["ddp", "fsdp_tp"], gpus=[4, 24], tp_degree=[6, 8])
+    test_config["hardware"]["gpus_per_node"] = 8
+    test_config["global_batch_size"] = 48
+    result = plan(test_config)
+    pruned = {c.id: r for c, r in result.pruned}
+    assert pruned["tiny-llama/fsdp_tp/4gpu/full-fp32-bs2-seq64-tp-8"] == (
+        "fsdp_tp: the world of 4 GPUs is not divisible by the TP degree 8"
+    )
+    # 6 divides 24 but not a node of 8: ranks 6-11 would be one group on two nodes
+    assert pruned["tiny-llama/fsdp_tp/24gpu/full-fp32-bs2-seq64-tp-6"] == (
+        "fsdp_tp: TP groups of 6 GPUs do not divide a node of 8 (one would span two)"
+    )
+    assert "tiny-llama/fsdp_tp/24gpu/full-fp32-bs2-seq64-tp-8" in [c.id for c in result.cells]
+    # the summary estimates pruned cells too: an impossible mesh still gives a finite figure
+    assert all(e.gb > 0 for e in cell_estimates(test_config, result.every_cell, "cuda").values())

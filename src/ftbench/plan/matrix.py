@@ -154,7 +154,7 @@ def plan(config: dict) -> Plan:
         )
     prune_oom = config.get("limits", {}).get("prune_predicted_oom", False)
     capacity = device_capacity_gb(config) if prune_oom else None
-    device = estimate_device(config["hardware"]) if prune_oom else None
+    device = ranks_device if prune_oom else None
     if prune_oom and capacity is None:
         raise ConfigError(
             "limits.prune_predicted_oom: needs the device's memory: hardware.gpu_memory_gb (on CPU "

@@ -34,6 +34,8 @@ class Shape:
     """GPT-2's learned position table (rows); 0 for rotary models. GPT-2 layers also differ (ungated MLP, biases)."""
     model_type: str = ""
     """config.json's `model_type` (`llama`, `gpt2`, ...)."""
+    falcon_two_norms: bool = False
+    """Falcon's new decoder architecture: a LayerNorm before attention and one before the MLP."""
 
     @classmethod
     def from_config_json(cls, cfg: dict) -> Shape:
@@ -44,8 +46,9 @@ class Shape:
         inner = cfg.get("intermediate_size", cfg.get("n_inner", cfg.get("ffn_hidden_size"))) or 4 * hidden
         falcon = cfg.get("model_type") == "falcon"
         kv_heads = cfg.get("num_key_value_heads") or heads
-        if falcon and not cfg.get("new_decoder_architecture"):
-            kv_heads = 1 if cfg.get("multi_query", True) else heads
+        if falcon:  # Falcon-7B: multi-query; the new architecture (40B, 180B): num_kv_heads
+            new = cfg.get("new_decoder_architecture")
+            kv_heads = cfg.get("num_kv_heads") or heads if new else (1 if cfg.get("multi_query", True) else heads)
         return cls(
             hidden=hidden,
             layers=cfg.get("num_hidden_layers", cfg.get("n_layer")),
@@ -56,6 +59,7 @@ class Shape:
             tied=cfg.get("tie_word_embeddings", cfg.get("model_type") in ("gpt2", "falcon")),
             gpt2_positions=cfg.get("n_positions", 0) if cfg.get("model_type") == "gpt2" else 0,
             model_type=cfg.get("model_type", ""),
+            falcon_two_norms=falcon and bool(cfg.get("new_decoder_architecture")),
         )
 
     @property
@@ -76,8 +80,8 @@ class Shape:
     @property
     def norm_params(self) -> int:
         """A decoder layer's norm weights: replicated, not split, by tensor parallelism."""
-        if self.model_type == "falcon":
-            return 2 * self.hidden
+        if self.model_type == "falcon":  # one LayerNorm (weight and bias); the new architecture has two
+            return (4 if self.falcon_two_norms else 2) * self.hidden
         return 4 * self.hidden if self.gpt2_positions else 2 * self.hidden
 
     def tp_params(self, tp: int) -> int:
@@ -97,8 +101,8 @@ class Shape:
         h, inner = self.hidden, self.intermediate
         if self.gpt2_positions:
             return 4 * h * h + 2 * h * inner + 9 * h + inner
-        if self.model_type == "falcon":  # fused qkv, dense, an ungated MLP, one LayerNorm (weight and bias)
-            return h * (h + 2 * self.kv_width) + h * h + 2 * h * inner + 2 * h
+        if self.model_type == "falcon":  # fused qkv, dense, an ungated MLP (no biases), its LayerNorms
+            return h * (h + 2 * self.kv_width) + h * h + 2 * h * inner + self.norm_params
         return 2 * h * h + 2 * h * self.kv_width + 3 * h * inner + 2 * h
 
     @property
@@ -138,7 +142,8 @@ class Shape:
         return self.layers * r * ((h + h) + 2 * (h + kv) + (h + h))
 
 
-TP_PLAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+TP_PLAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
+"""Families whose transformers TP plan is column/row-wise linears only (Qwen3's adds replicated q/k norms)."""
 
 MODELS_DIR = "resources/models"
 

@@ -24,10 +24,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg", "html")
-GROUP = ["model", "strategy", "method", "precision", "seq_len", "batch_size_per_gpu", "activation_checkpointing"]
+GROUP = [
+    "model",
+    "strategy",
+    "method",
+    "precision",
+    "seq_len",
+    "batch_size_per_gpu",
+    "activation_checkpointing",
+    "tp_degree",
+    "shard_group",
+]
 """Cells that differ only in their GPU count: one line of a chart (summaries from before a field existed lack
 its column)."""
-VARIANTS = ("method", "precision", "seq_len", "activation_checkpointing")
+VARIANTS = ("method", "precision", "seq_len", "activation_checkpointing", "tp_degree", "shard_group")
 """What a run may vary besides strategy and GPUs: one chart panel per combination."""
 
 
@@ -84,7 +94,11 @@ def with_scaling(frame: pl.DataFrame) -> pl.DataFrame:
 def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
     """`variant`: the method/precision/seq_len/checkpointing a run varies besides the strategy (one panel each)."""
     varying = [c for c in VARIANTS if c in frame.columns and frame.get_column(c).n_unique() > 1]
-    label = {"activation_checkpointing": lambda c: pl.lit("ckpt ") + pl.col(c)}
+    label = {
+        "activation_checkpointing": lambda c: pl.lit("ckpt ") + pl.col(c),
+        "tp_degree": lambda c: pl.lit("tp ") + pl.col(c).cast(pl.String),  # 0: the strategy's default mesh
+        "shard_group": lambda c: pl.lit("sg ") + pl.col(c).cast(pl.String),
+    }
     parts = [label.get(c, lambda c: pl.col(c).cast(pl.String))(c) for c in varying] or [pl.lit("")]
     return frame.with_columns(pl.concat_str(parts, separator=" ").alias("variant"))
 

@@ -38,19 +38,23 @@ def check(cell, device: torch.device) -> None:
 
 
 def _eligible(module: torch.nn.Module, fqn: str) -> bool:
-    """A decoder layer's linear whose sizes float8 kernels take (multiples of 16); the head stays bf16,
-    as torchtitan leaves it."""
-    return (
-        isinstance(module, torch.nn.Linear)
-        and ".layers." in f".{fqn}"
-        and module.in_features % 16 == 0
-        and module.out_features % 16 == 0
-    )
+    """A linear whose sizes float8 kernels take (multiples of 16)."""
+    return isinstance(module, torch.nn.Linear) and module.in_features % 16 == 0 and module.out_features % 16 == 0
 
 
-def convert(model: torch.nn.Module) -> None:
-    """Swap the eligible linears for torchao's Float8Linear (on the meta model, before a strategy wraps it:
-    parameter names stay, so each rank still reads its own bytes of the checkpoint)."""
+def convert(model: torch.nn.Module) -> int:
+    """Swap the eligible linears of every decoder layer for torchao's Float8Linear (the embedding and head
+    stay bf16, as torchtitan leaves them), on the meta model before a strategy wraps it: parameter names
+    stay, so each rank still reads its own bytes of the checkpoint. The number swapped; none is an error
+    (an fp8 cell that would run in bf16)."""
     from torchao.float8 import convert_to_float8_training
+    from torchao.float8.float8_linear import Float8Linear
 
-    convert_to_float8_training(model, module_filter_fn=_eligible)
+    from ftbench.train.layers import decoder_layers
+
+    for layer in decoder_layers(model):
+        convert_to_float8_training(layer, module_filter_fn=_eligible)
+    swapped = sum(isinstance(m, Float8Linear) for m in model.modules())
+    if not swapped:
+        raise ValueError(f"fp8: no linear of {type(model).__name__}'s decoder layers takes float8 (GPT-2: Conv1D)")
+    return swapped

@@ -145,9 +145,10 @@ def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     from torch.distributed.tensor import DTensor
 
     world = dist.get_world_size()
-    total = None
+    total, device = None, "cpu"
     grads = []
     for p in params:
+        device = p.device
         if p.grad is None:
             continue
         g = p.grad
@@ -165,8 +166,8 @@ def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
         grads.append(g)
         squared = g.detach().float().pow(2).sum() / copies
         total = squared if total is None else total + squared
-    if total is None:
-        return torch.zeros(())
+    if total is None:  # every rank joins the all-reduce, whatever it holds
+        total = torch.zeros((), device=device)
     dist.all_reduce(total)
     norm = total.sqrt()
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
