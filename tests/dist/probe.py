@@ -27,8 +27,8 @@ def loaded_as_saved(module, model_dir) -> bool:
         saved.update(load_file(path))
     ok = True
     for name, p in module.named_parameters():
-        if isinstance(p, DTensor):
-            key = name.replace("_checkpoint_wrapped_module.", "")
+        key = name.removeprefix("base_model.model.").replace(".base_layer.", ".")  # peft's wrapping
+        if isinstance(p, DTensor) and ".lora_" not in name:  # adapters are in no checkpoint
             ok &= bool(torch.equal(p.full_tensor(), saved[key]))
     return ok
 

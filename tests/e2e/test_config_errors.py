@@ -57,8 +57,8 @@ CASES = {
         r"matrix\.strategies\[1\]: 'ddpp' is not allowed \(did you mean 'ddp'\?\); use one of ddp, fsdp",
     ),
     "unknown precision": (
-        _set(["matrix", "precision"], ["fp16"]),
-        r"matrix\.precision\[0\]: 'fp16' is not allowed.*use one of fp32, bf16",
+        _set(["matrix", "precision"], ["fp12"]),
+        r"matrix\.precision\[0\]: 'fp12' is not allowed.*use one of fp32, bf16, fp16, fp8",
     ),
     "unknown method": (
         _set(["matrix", "method"], ["qlora"]),

@@ -190,6 +190,7 @@ def mesh_probe(probe, name, **kwargs):
     return probe(name.split("-")[0], world=4, options=dict(MESH_STRATEGIES[name]), **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MESH_STRATEGIES)
 def test_mesh_strategies_have_ddps_loss_trajectory_at_world_4(probe, name):
     reference = probe("ddp", world=4)[0]["losses"]
@@ -205,6 +206,7 @@ def test_mesh_strategies_have_ddps_loss_trajectory_at_world_4(probe, name):
     assert all(len(outputs) == 1 for outputs in by_shard.values())
 
 
+@pytest.mark.slow
 def test_a_tp_rank_holds_a_quarter_of_each_split_weight(probe, assets):
     shape = Shape.from_config_json(json.loads((assets / "model" / "config.json").read_text()))
     for rank in mesh_probe(probe, "tp"):
@@ -215,6 +217,7 @@ def test_a_tp_rank_holds_a_quarter_of_each_split_weight(probe, assets):
         assert (rank["data_rank"], rank["data_world"]) == (0, 1)  # the group reads one batch
 
 
+@pytest.mark.slow
 def test_fsdp_tp_shards_each_tp_block_over_the_data_parallel_ranks(probe):
     tp = mesh_probe(probe, "tp")[0]["param_fraction"]  # split linears / 4 + the whole rest
     rest = (4 * tp - 1) / 3
@@ -231,6 +234,7 @@ def test_fsdp_tp_shards_each_tp_block_over_the_data_parallel_ranks(probe):
     assert mesh["groups"]["dp"] == [[0, 2], [1, 3]] and len(mesh["hosts"]) == 4
 
 
+@pytest.mark.slow
 def test_an_hsdp_rank_holds_one_over_its_shard_group(probe):
     ranks = mesh_probe(probe, "hsdp")  # default: shard groups of 2, replicated twice
     for rank in ranks:
