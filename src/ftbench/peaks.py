@@ -6,41 +6,41 @@ from __future__ import annotations
 T = 1e12
 # (substring of torch.cuda.get_device_name, {precision: FLOP/s}, source); first match wins, most specific first
 DATASHEET = [
-    # fp16 dense equals bf16 on these tensor cores; fp8 dense where the GPU has it (Hopper, Ada)
+    # fp8 dense where the GPU has it (Hopper, Ada); fp16 only where it differs from bf16 (`datasheet_peak`)
     (
         "H100 PCIe",
-        {"fp32": 51 * T, "bf16": 756 * T, "fp16": 756 * T, "fp8": 1513 * T},
+        {"fp32": 51 * T, "bf16": 756 * T, "fp8": 1513 * T},
         "https://www.nvidia.com/en-us/data-center/h100/",
     ),
     (
         "H100 NVL",
-        {"fp32": 60 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1671 * T},
+        {"fp32": 60 * T, "bf16": 835 * T, "fp8": 1671 * T},
         "https://www.nvidia.com/en-us/data-center/h100/",
     ),
     (
         "H100",
-        {"fp32": 67 * T, "bf16": 989 * T, "fp16": 989 * T, "fp8": 1979 * T},
+        {"fp32": 67 * T, "bf16": 989 * T, "fp8": 1979 * T},
         "https://www.nvidia.com/en-us/data-center/h100/ (SXM)",
     ),
     (
         "H200 NVL",
-        {"fp32": 60 * T, "bf16": 835 * T, "fp16": 835 * T, "fp8": 1671 * T},
+        {"fp32": 60 * T, "bf16": 835 * T, "fp8": 1671 * T},
         "https://www.nvidia.com/en-us/data-center/h200/",
     ),
     (
         "H200",
-        {"fp32": 67 * T, "bf16": 989 * T, "fp16": 989 * T, "fp8": 1979 * T},
+        {"fp32": 67 * T, "bf16": 989 * T, "fp8": 1979 * T},
         "https://www.nvidia.com/en-us/data-center/h200/ (SXM)",
     ),
-    ("A100", {"fp32": 19.5 * T, "bf16": 312 * T, "fp16": 312 * T}, "https://www.nvidia.com/en-us/data-center/a100/"),
+    ("A100", {"fp32": 19.5 * T, "bf16": 312 * T}, "https://www.nvidia.com/en-us/data-center/a100/"),
     (
         "L40S",
-        {"fp32": 91.6 * T, "bf16": 362 * T, "fp16": 362 * T, "fp8": 733 * T},
+        {"fp32": 91.6 * T, "bf16": 362 * T, "fp8": 733 * T},
         "https://www.nvidia.com/en-us/data-center/l40s/",
     ),
     (
         "L4",
-        {"fp32": 30.3 * T, "bf16": 121 * T, "fp16": 121 * T, "fp8": 242.5 * T},
+        {"fp32": 30.3 * T, "bf16": 121 * T, "fp8": 242.5 * T},
         "https://www.nvidia.com/en-us/data-center/l4/",
     ),
     ("V100", {"fp32": 15.7 * T, "fp16": 125 * T}, "https://www.nvidia.com/en-us/data-center/v100/ (SXM2; no bf16)"),
@@ -53,5 +53,6 @@ def datasheet_peak(device_model: str | None, precision: str) -> tuple[float | No
         return None, None
     for needle, peaks, source in DATASHEET:
         if needle in device_model:
-            return peaks.get(precision), source
+            # fp16 tensor cores run at the bf16 rate wherever a GPU has both
+            return peaks.get(precision, peaks.get("bf16") if precision == "fp16" else None), source
     return None, None

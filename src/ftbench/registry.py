@@ -140,15 +140,14 @@ def mesh_of(strategy: str, gpus: int, tp_degree: int = 0, shard_group: int = 0) 
     return Mesh(gpus, shard=gpus if row.shards else 1)
 
 
-def mesh_problem(strategy: str, gpus: int, tp_degree: int, shard_group: int, gpus_per_node: int) -> str | None:
-    """Why this mesh cannot be built (None: it can): an inner degree that does not divide the world, or a TP
-    group wider than a node (its all-reduces run every layer: it stays on one node's links)."""
+def mesh_problem(strategy: str, gpus: int, mesh: Mesh, gpus_per_node: int) -> str | None:
+    """Why `mesh` (`mesh_of`'s, for `strategy` at `gpus`) cannot be built (None: it can): an inner degree
+    that does not divide the world, or a TP group wider than a node or across two (its all-reduces run every
+    layer: it stays on one node's links)."""
     row = STRATEGIES[strategy]
-    inner = {"tp": gpus, "fsdp_tp": tp_degree, "hsdp": shard_group}.get(row.mesh)
-    if inner is None:
+    if row.mesh == "flat":
         return None
-    inner = inner or default_inner_degree(gpus)
-    name = {"tp": "TP degree", "fsdp_tp": "TP degree", "hsdp": "shard group"}[row.mesh]
+    inner, name = (mesh.tensor_parallel, "TP degree") if row.tensor_parallel else (mesh.shard, "shard group")
     if gpus % inner:
         return f"{strategy}: the world of {gpus} GPUs is not divisible by the {name} {inner}"
     if row.tensor_parallel and inner > min(gpus, gpus_per_node):

@@ -133,7 +133,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     n = shape.tp_params(tp) if tp > 1 else shape.params
     t = n if tp > 1 else trainable_params(shape, cell.method, options)
     layer = (shape.layer_params - shape.norm_params) // tp + shape.norm_params
-    bf16 = cell.precision != "fp32"  # bf16, fp16 and fp8 (bf16 outside its float8 matmuls) keep 16-bit copies
+    half = cell.precision != "fp32"  # bf16, fp16 and fp8 (bf16 outside its float8 matmuls) keep 16-bit copies
     runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
     if LAYERS in strategy.shards:
         return _pipeline_stage(shape, cell, options, t, runtime)
@@ -141,12 +141,12 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     activations = activation_bytes(shape, cell)
     # DeepSpeed's bf16 mode holds bf16 module weights and gradients beside an fp32 master partition; every
     # other strategy keeps fp32 weights (autocast or FSDP's MixedPrecisionPolicy casts for compute)
-    weight = BF16 if strategy.zero_stage and bf16 else FP32
+    weight = BF16 if strategy.zero_stage and half else FP32
     # DeepSpeed also keeps an fp32 master partition and the fp32 gradient partition its optimizer steps on
     master = FP32 * t if strategy.zero_stage else 0
     offload = strategy.host_offload and device == "cuda"  # on a CPU device "offloaded" is where it was
     if PARAMETERS in strategy.shards:
-        compute = BF16 if bf16 else FP32
+        compute = BF16 if half else FP32
         # two layers live at once (the one computing and the one prefetched) plus the root's embedding and head
         gathered = (2 * layer + 2 * shape.embedding_params) * compute
         bucket = layer * compute  # a layer's unsharded gradients before their reduce-scatter
@@ -161,7 +161,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
             optimizer=(master + t * ADAMW) / world,
             activations=activations,
         )
-    casts = n * BF16 if bf16 and not strategy.zero_stage else 0  # autocast's bf16 copies, kept for backward
+    casts = n * BF16 if half and not strategy.zero_stage else 0  # autocast's bf16 copies, kept for backward
     # a replica; ZeRO-2 partitions the gradients as each layer's reduce bucket fills, ZeRO-1 only the optimizer
     # state; ZeRO-Offload steps the fp32 master partition and AdamW on the host
     sharded_grads = GRADIENTS in strategy.shards

@@ -52,7 +52,7 @@ def _prune_reason(
     if stages and num_layers is not None and cell.gpus > num_layers:
         need = f"needs at least {cell.gpus} decoder layers"
         return f"{cell.strategy} with {cell.gpus} stages {need}, the model has {num_layers}"
-    problem = mesh_problem(cell.strategy, cell.gpus, cell.tp_degree, cell.shard_group, gpus_per_node)
+    problem = mesh_problem(cell.strategy, cell.gpus, cell.mesh, gpus_per_node)
     if problem:
         return problem
     if strategy.tensor_parallel:
@@ -163,6 +163,7 @@ def plan(config: dict) -> Plan:
     result = Plan()
     for index, model in enumerate(config["models"]):
         sizes = _batch_sizes(config, index, model)
+        num_layers = model.get("architecture", {}).get("num_layers")
         needs_shape = prune_oom or any(STRATEGIES[s].tensor_parallel for s in matrix["strategies"])
         shape = model_shape(config, model["name"]) if needs_shape else None
         max_pos = model.get("architecture", {}).get("max_positions")
@@ -196,7 +197,6 @@ def plan(config: dict) -> Plan:
                     tp_degree=tp_degree,
                     shard_group=shard_group,
                 )
-                num_layers = model.get("architecture", {}).get("num_layers")
                 reason = _prune_reason(cell, num_layers, shape, gpus_per_node, ranks_device)
                 if not reason:  # a mesh that can be built: its data-parallel ranks divide the global batch
                     gbs = _global_batch(config, index, model, strategy, gpus, bs, cell.data_parallel_size)

@@ -136,6 +136,23 @@ def greedy_generate(module: torch.nn.Module, prompts: torch.Tensor, new_tokens: 
     )
 
 
+def _replicas(grad: torch.Tensor, world: int) -> int:
+    """How many ranks hold the same values as this rank's part of `grad`: every rank for a plain tensor; for
+    a DTensor, the other coordinates of a submesh times its replicated dimensions."""
+    from torch.distributed.tensor import DTensor
+
+    if not isinstance(grad, DTensor):
+        return world
+    if any(placement.is_partial() for placement in grad.placements):
+        raise ValueError("clip_grad_norm: a partial (unreduced) gradient")
+    mesh = grad.device_mesh
+    copies = world // mesh.size()
+    for dim, placement in enumerate(grad.placements):
+        if placement.is_replicate():
+            copies *= mesh.size(dim)
+    return copies
+
+
 def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     """Scale gradients to a global norm of at most `max_norm` over the whole model, for parameters that mix
     plain tensors (replicated on every rank) and DTensors on different meshes, which
@@ -145,34 +162,22 @@ def clip_grad_norm(params, max_norm: float) -> torch.Tensor:
     from torch.distributed.tensor import DTensor
 
     world = dist.get_world_size()
-    total, device = None, "cpu"
-    grads = []
+    device = "cpu"
+    by_copies: dict[int, list[torch.Tensor]] = {}  # local gradients by how many ranks hold the same values
     for p in params:
         device = p.device
-        if p.grad is None:
-            continue
-        g = p.grad
-        if isinstance(g, DTensor):
-            if any(pl.is_partial() for pl in g.placements):
-                raise ValueError("clip_grad_norm: a partial (unreduced) gradient")
-            mesh = g.device_mesh
-            copies = world // mesh.size()  # the same submesh's values on every other coordinate
-            for dim, placement in enumerate(g.placements):
-                if placement.is_replicate():
-                    copies *= mesh.size(dim)
-            g = g.to_local()
-        else:
-            copies = world
-        grads.append(g)
-        squared = g.detach().float().pow(2).sum() / copies
-        total = squared if total is None else total + squared
-    if total is None:  # every rank joins the all-reduce, whatever it holds
-        total = torch.zeros((), device=device)
+        if p.grad is not None:
+            by_copies.setdefault(_replicas(p.grad, world), []).append(
+                p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad
+            )
+    total = torch.zeros((), device=device)  # every rank joins the all-reduce, whatever it holds
+    for copies, grads in by_copies.items():  # one fused norm kernel per group, not one per tensor
+        total += torch.stack(torch._foreach_norm(grads)).float().pow(2).sum() / copies
     dist.all_reduce(total)
     norm = total.sqrt()
     scale = (max_norm / (norm + 1e-6)).clamp(max=1.0)
-    for g in grads:
-        g.mul_(scale.to(g.device, g.dtype))
+    for grads in by_copies.values():
+        torch._foreach_mul_(grads, scale)
     return norm
 
 
