@@ -73,7 +73,9 @@ def run_cell(work: Path, spec: dict, model: Path, cache: Path, tag: str, threads
         "--",
     ]
     cmd += ["--spec", json.dumps(spec), "--model", str(model), "--cache", str(cache), "--out", str(out)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCH_EXTENSIONS_DIR": str(work / "torch_extensions")}
+    # DeepSpeed's ops build once per directory: a TORCH_EXTENSIONS_DIR already set (.ci/run's) is reused
+    extensions = os.environ.get("TORCH_EXTENSIONS_DIR", str(work / "torch_extensions"))
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TORCH_EXTENSIONS_DIR": extensions}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode or not out.exists():
         sys.exit(f"{tag}: ftbench.launch exit {proc.returncode}\n{log.read_text()[-3000:] if log.exists() else ''}")

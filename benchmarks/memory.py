@@ -6,7 +6,7 @@ not the loading peak. "bound" is what a sharded strategy promises at setup: 1.3 
 process with a tiny model + the fp32 model / world); a pipeline stage's bound counts its own layers.
 
     python benchmarks/memory.py            # ~120M-parameter Llama, ddp fsdp zero3 pipeline at 1, 2, 4 ranks
-    python benchmarks/memory.py --quick    # ~8M parameters, 1 and 2 ranks (CI: proves it runs)
+    python benchmarks/memory.py --quick    # ~5M parameters, 2 ranks (CI: proves it runs)
     python benchmarks/memory.py --strategies tp fsdp_tp hsdp --worlds 4   # the mesh strategies
     python benchmarks/memory.py --strategies fsdp --worlds 2 --batch 8 --checkpointing none full
                                            # what activation checkpointing saves of the training peak
@@ -37,7 +37,7 @@ FULL = {
     "arch": {"hidden_size": 768, "num_layers": 16, "num_heads": 12, "intermediate_size": 2048, "max_positions": 128},
 }
 QUICK = {
-    "worlds": [1, 2],
+    "worlds": [2],
     "arch": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 688, "max_positions": 128},
 }
 SEQ, VOCAB = 64, 4096
@@ -54,10 +54,10 @@ def parameter_share(shape: Shape, cell: Cell, rank: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small model at 1 and 2 ranks")
+    parser.add_argument("--quick", action="store_true", help="a small model at 2 ranks")
     parser.add_argument("--strategies", nargs="+", default=STRATEGIES, choices=sorted(REGISTRY))
     parser.add_argument("--method", default="full", choices=["full", "lora"])
-    parser.add_argument("--worlds", nargs="+", type=int, help="world sizes (default: 1 2 4; --quick: 1 2)")
+    parser.add_argument("--worlds", nargs="+", type=int, help="world sizes (default: 1 2 4; --quick: 2)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     parser.add_argument("--batch", type=int, default=1, help="micro-batch per rank (activations grow with it)")
     parser.add_argument("--checkpointing", nargs="+", default=["none"], choices=["none", "full"])

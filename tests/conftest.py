@@ -116,11 +116,14 @@ def pytest_configure(config):
     )
     for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE"):
         os.environ.pop(name, None)
-    # DeepSpeed's JIT-built ops (the CPU comm op, CPU Adam: ~30-100 s of g++ each), built once per session:
-    # probes inherit the directory, workflow runs get it linked as their resources/torch_extensions
-    extensions = Path(tempfile.mkdtemp(prefix="ftbench-torch-extensions-"))
-    config.add_cleanup(lambda: shutil.rmtree(extensions, ignore_errors=True))
-    os.environ["TORCH_EXTENSIONS_DIR"] = str(extensions)
+    # DeepSpeed's JIT-built ops (the CPU comm op, CPU Adam: ~30-100 s of g++ each), built once: probes inherit
+    # the directory, workflow runs get it linked as their resources/torch_extensions. A directory already set
+    # is kept: .ci/run sets one for all its suites, and xdist workers inherit the controller's (torch's build
+    # lock lets two processes ask for one op at once)
+    if "TORCH_EXTENSIONS_DIR" not in os.environ:
+        extensions = Path(tempfile.mkdtemp(prefix="ftbench-torch-extensions-"))
+        config.add_cleanup(lambda: shutil.rmtree(extensions, ignore_errors=True))
+        os.environ["TORCH_EXTENSIONS_DIR"] = str(extensions)
 
 
 def share_torch_extensions(workdir: Path) -> None:

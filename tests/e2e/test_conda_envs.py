@@ -62,18 +62,36 @@ def env_python(venv: Path, *args: str, extra_env: dict | None = None, cwd=None) 
     return subprocess.run([str(venv / "bin" / "python"), *args], env=env, capture_output=True, text=True, cwd=cwd)
 
 
+def env_pip(venv: Path, *args: str) -> subprocess.Popen:
+    """`pip install` in this env (its bin/ first on PATH, as env_python), started, not waited for."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FTBENCH_SRC")}
+    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", **NO_RETRIES)
+    cmd = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(pips: dict[str, subprocess.Popen]) -> None:
+    for name, pip in pips.items():
+        out, _ = pip.communicate()
+        assert pip.returncode == 0, f"env {name}: {out[-6000:]}"
+
+
 @pytest.fixture(scope="module")
 def venvs(repo, tmp_path_factory) -> dict[str, Path]:
+    """One fresh venv per env, their pip sections installed side by side: pip mostly waits on the index and
+    unpacks, and the CPU-bound tests come after."""
     root = tmp_path_factory.mktemp("envs")
-    made = {}
+    made, pips = {}, {}
     for name in ENVS:
         venv = root / name
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         requirements = root / f"{name}.requirements.txt"
         requirements.write_text("\n".join(pip_section(repo / "envs" / f"{name}.yaml")) + "\n")
         # train-cpu's PyTorch index is unreachable here: one try per package, not pip's backoff (7 min)
-        pip = env_python(venv, "-m", "pip", "install", "--quiet", "-r", str(requirements), extra_env=NO_RETRIES)
-        assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+        pips[name] = env_pip(venv, "-r", str(requirements))
+        made[name] = venv
+    finish(pips)
+    for name, venv in made.items():
         hook = subprocess.run(
             ["bash", str(repo / "envs" / f"{name}.post-deploy.sh")],
             env={**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"},
@@ -81,7 +99,6 @@ def venvs(repo, tmp_path_factory) -> dict[str, Path]:
             text=True,
         )
         assert hook.returncode == 0, hook.stderr
-        made[name] = venv
     return made
 
 
@@ -146,10 +163,8 @@ def stage(repo, venv: Path, work: Path, *args: str) -> dict[str, int]:
 
 def test_the_workflow_runs_each_envs_rules_from_that_env(repo, venvs, workdir, hub):
     envs = rule_envs(repo)
-    for venv in venvs.values():  # the driver's snakemake, as a script rule's preamble finds it
-        snakemake = f"snakemake=={version('snakemake')}"
-        pip = env_python(venv, "-m", "pip", "install", "--quiet", snakemake, extra_env=NO_RETRIES)
-        assert pip.returncode == 0, pip.stderr[-3000:]
+    # the driver's snakemake, as a script rule's preamble finds it
+    finish({name: env_pip(venv, f"snakemake=={version('snakemake')}") for name, venv in venvs.items()})
     # what the hub env's rules make, then what the train env's make from it, then the rest
     downloads = ("datasets/support", "tokenizers/hf--acme--tiny-llama", "models/hub-llama")
     cells = [f"{m}/zero2/1gpu/full-fp32-bs2-seq64" for m in ("hub-llama", "tiny")]

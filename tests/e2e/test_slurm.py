@@ -118,7 +118,20 @@ def raw_test_config(repo):
 
 
 @pytest.fixture(scope="module")
-def first_run(cluster, repo, workdir):
+def sleeping_job(cluster, tmp_path_factory) -> str:
+    """A job past its 1-minute limit, submitted before the workflow runs, so that Slurm's clock runs out while
+    the workflow's jobs run instead of in a wait of its own."""
+    logs = tmp_path_factory.mktemp("sleeping-job")
+    return subprocess.run(
+        ["sbatch", "--parsable", "-A", "root", "-t", "1", "-o", str(logs / "%j.log"), "--wrap", "sleep 600"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def first_run(cluster, sleeping_job, repo, workdir):
     return slurm_snakemake(repo, workdir)
 
 
@@ -208,14 +221,9 @@ def test_rerun_submits_only_the_failed_cell(first_run, repo, workdir):
     assert summary(workdir)[cell("tiny-b", 2)]["status"] == "ok"
 
 
-def test_slurm_timeout_of_a_job_becomes_a_timeout_row(cluster, tmp_path):
+def test_slurm_timeout_of_a_job_becomes_a_timeout_row(sleeping_job, first_run, tmp_path):
     """A job Slurm itself ends at its time limit (sacct TIMEOUT) is a timeout row, traced by its job.json."""
-    job_id = subprocess.run(
-        ["sbatch", "--parsable", "-A", "root", "-t", "1", "-o", str(tmp_path / "%j.log"), "--wrap", "sleep 600"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    job_id = sleeping_job
     cell_dir = tmp_path / "runs" / cell("tiny-llama", 1)
     cell_dir.mkdir(parents=True)
     (cell_dir / "job.json").write_text(json.dumps({"slurm": {"job_id": job_id, "nodelist": "n1"}}))
