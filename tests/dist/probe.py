@@ -1,6 +1,7 @@
 """torchrun program for tests: train a few steps with one strategy through the real ftbench code and print,
 into <out_dir>/rank<r>.json, the losses and facts that show the mechanism (what each rank holds)."""
 
+import gc
 import json
 import os
 import sys
@@ -64,15 +65,16 @@ def held(trainer, strategy: str, full_params: int) -> dict:
     return {"param_fraction": sum(p.numel() for p in trainer.module.parameters()) / full_params}
 
 
-def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir, options):
-    mesh = {k: options.pop(k) for k in ("tp_degree", "shard_group") if k in options}  # cell fields
-    os.environ["DS_ACCELERATOR"] = "cpu"
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo")
+def probe_run(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_dir, options):
+    """One run in the launch's process group: build, load, train, evaluate, generate; write this rank's facts."""
     rank, world = dist.get_rank(), dist.get_world_size()
+    options = dict(options)
+    mesh = {k: options.pop(k) for k in ("tp_degree", "shard_group") if k in options}  # cell fields
     checkpointing = options.pop("activation_checkpointing", "none")  # a cell field, not a strategy option
     optimizer = {"lr": 1e-2, **options.pop("optimizer", {})}  # the optimizer config (a schedule), not an option
     cell = Cell("probe", strategy, world, method, precision, bs, 32, gbs, checkpointing, **mesh)
+    torch._dynamo.reset()  # no graph of an earlier run is reused or counted
+    torch._dynamo.utils.counters.clear()
     torch.manual_seed(0)
     # LoRA adapters: seeded by name, the same in every strategy
     weights = Weights(model_dir, method, {}, 0, activation_checkpointing=checkpointing)
@@ -97,11 +99,25 @@ def main(model_dir, cache_dir, strategy, method, precision, steps, gbs, bs, out_
              "loaded_exact": loaded_exact, "setup_facts": getattr(trainer, "setup_facts", {}),
              "loss_scale": getattr(trainer, "scaler", None) and trainer.scaler.get_scale(), "data_rank": trainer.data_rank, "data_world": trainer.data_world,
              **held(trainer, strategy, full)}
-    (out_dir / f"rank{rank}.json").write_text(json.dumps(facts))
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(facts))
+    dist.barrier()  # every rank is done with this model before the next run builds one
+
+
+def main(model_dir, cache_dir, runs):
+    """Every run of one launch shares its process group and imports: what a launch costs is mostly starting
+    torch, transformers and DeepSpeed in each rank, not the few steps of a tiny model."""
+    os.environ["DS_ACCELERATOR"] = "cpu"
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    for i, run in enumerate(runs):
+        print(f"probe run {i}: {json.dumps(run)}", flush=True)
+        probe_run(model_dir, cache_dir, **run)
+        gc.collect()
     dist.destroy_process_group()
 
 
 if __name__ == "__main__":
-    a = sys.argv[1:]
-    main(Path(a[0]), Path(a[1]), a[2], a[3], a[4], int(a[5]), int(a[6]), int(a[7]), Path(a[8]),
-         json.loads(a[9]) if len(a) > 9 else {})
+    # model dir, token cache dir, then a JSON list of runs: {strategy, method, precision, steps, gbs, bs,
+    # out_dir, options}
+    main(Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3]))

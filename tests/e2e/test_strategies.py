@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,37 +32,57 @@ def assets(tmp_path_factory):
     return root
 
 
+def probe_key(strategy, world=2, method="full", precision="fp32", steps=5, options=None) -> tuple:
+    return (strategy, world, method, precision, steps, json.dumps(options or {}, sort_keys=True))
+
+
+WARMUP = {"optimizer": {"warmup_steps": 4}}
+CHECKPOINTED = {"activation_checkpointing": "full"}
+# Every run the tests below ask for. A launch runs all the planned runs of one strategy and world size in one
+# process group (tests/dist/probe.py), so a rank starts torch, transformers and DeepSpeed once, not once per
+# run; a run not planned here still runs, in a launch of its own.
+PLANNED = [
+    probe_key(*args, **kwargs)
+    for args, kwargs in [
+        *(((s,), {}) for s in ["ddp", *STRATEGIES, "tp"]),
+        (("ddp",), {"world": 1}),
+        *(((s,), {"options": WARMUP}) for s in ("ddp", "zero2", "pipeline")),
+        *(((s,), {"method": "lora", "steps": 3}) for s in ("ddp", "fsdp", "zero3", "pipeline")),
+        *(((s,), {"precision": "bf16", "steps": 3}) for s in ("ddp", "fsdp", "zero2", "pipeline", "tp")),
+        (("zero3",), {"method": "lora", "precision": "bf16", "steps": 3}),
+        *(((s,), {"precision": "fp16", "steps": 3}) for s in ("ddp", "fsdp")),
+        *(((s,), {"world": w, "options": {s: {"compile": True}}}) for s, w in (("ddp", 1), ("ddp", 2), ("fsdp", 2))),
+        *(((s,), {"options": CHECKPOINTED}) for s in ("ddp", "fsdp", "zero3", "pipeline", "tp")),
+        (("fsdp",), {"method": "lora", "steps": 3, "options": CHECKPOINTED}),
+    ]
+]
+
+
 @pytest.fixture(scope="module")
 def probe(assets):
     results = {}
 
+    def launch(world: int, keys: list[tuple]) -> None:
+        runs = []
+        for key in keys:
+            strategy, _, method, precision, steps, options = key
+            out = assets / "runs" / "-".join(map(str, key[:-1])) / str(len(results) + len(runs))
+            gbs = max(4, 2 * world)  # global batch: 2 per data-parallel rank of ddp
+            runs.append(dict(strategy=strategy, method=method, precision=precision, steps=steps, gbs=gbs, bs=2,
+                             out_dir=str(out), options=json.loads(options)))  # fmt: skip
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={world}", PROBE]
+        cmd += [str(assets / "model"), str(assets / "cache"), json.dumps(runs)]
+        # DeepSpeed's ops build into the session's TORCH_EXTENSIONS_DIR (tests/conftest.py)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        for key, run in zip(keys, runs, strict=True):
+            results[key] = [json.loads((Path(run["out_dir"]) / f"rank{r}.json").read_text()) for r in range(world)]
+
     def run(strategy, world=2, method="full", precision="fp32", steps=5, options=None):
-        key = (strategy, world, method, precision, steps, json.dumps(options or {}, sort_keys=True))
+        key = probe_key(strategy, world, method, precision, steps, options)
         if key not in results:
-            out = assets / "runs" / "-".join(map(str, key[:-1])) / str(len(results))
-            out.mkdir(parents=True)
-            cmd = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc-per-node={world}",
-                PROBE,
-                str(assets / "model"),
-                str(assets / "cache"),
-                strategy,
-                method,
-                precision,
-                str(steps),
-                str(max(4, 2 * world)),  # global batch: 2 per data-parallel rank of ddp
-                "2",
-                str(out),
-                key[-1],
-            ]
-            # DeepSpeed's ops build into the session's TORCH_EXTENSIONS_DIR (tests/conftest.py)
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
-            results[key] = [json.loads((out / f"rank{r}.json").read_text()) for r in range(world)]
+            planned = [k for k in PLANNED if k[:2] == (strategy, world) and k not in results and k != key]
+            launch(world, [key, *planned])
         return results[key]
 
     return run
@@ -184,6 +205,8 @@ def test_activation_checkpointing_combines_with_lora(probe):
 
 
 MESH_STRATEGIES = {"tp": {}, "fsdp_tp": {}, "hsdp": {}, "fsdp_tp-1x4": {"tp_degree": 4}}
+PLANNED += [probe_key("ddp", world=4)]
+PLANNED += [probe_key(name.split("-")[0], world=4, options=dict(o)) for name, o in MESH_STRATEGIES.items()]
 
 
 def mesh_probe(probe, name, **kwargs):
