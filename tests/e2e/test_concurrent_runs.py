@@ -9,7 +9,7 @@ import pytest
 from test_failures import SLOW, TINY, profile, rank_pid, scenario, summary
 from test_workflow import job_counts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timed]
 
 
 def test_a_second_run_while_one_runs_is_refused_and_corrupts_nothing(

@@ -18,7 +18,7 @@ from test_workflow import job_counts
 
 from ftbench.report import tables
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timed]
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
 BIG = {"hidden_size": 384, "num_layers": 8, "num_heads": 6, "intermediate_size": 1024, "max_positions": 128}

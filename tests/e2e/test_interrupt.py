@@ -12,7 +12,7 @@ import pytest
 from test_failures import SLOW, TINY, profile, rank_pid, scenario
 from test_workflow import job_counts
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timed]
 
 
 def cell_processes(work: Path) -> list[int]:
