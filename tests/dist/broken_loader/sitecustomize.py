@@ -23,7 +23,7 @@ def _read_everything(weights) -> None:
         opened(self, model_dir)
         self.whole = {}
         for name, entry in self.entries.items():
-            tensor = torch.empty(entry.numel(), dtype=entry.dtype)
+            tensor = torch.empty(entry.numel, dtype=entry.dtype)
             self.read(name, 0, tensor)
             self.whole[name] = tensor
 
