@@ -54,19 +54,23 @@ def rule_modules(repo: Path, body: str) -> set[str]:
     return set(re.findall(r"python -m (ftbench[\w.]*)", body))
 
 
-def env_python(venv: Path, *args: str, extra_env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
-    """This env's python with its bin/ first on PATH, without PYTHONPATH (as Snakemake runs a conda job)."""
+def env_vars(venv: Path, extra_env: dict | None = None) -> dict[str, str]:
+    """The environment of this env's processes: its bin/ first on PATH, without PYTHONPATH (as Snakemake runs
+    a conda job)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FTBENCH_SRC")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
-    env.update(extra_env or {})
-    return subprocess.run([str(venv / "bin" / "python"), *args], env=env, capture_output=True, text=True, cwd=cwd)
+    return {**env, **(extra_env or {})}
+
+
+def env_python(venv: Path, *args: str, extra_env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    cmd = [str(venv / "bin" / "python"), *args]
+    return subprocess.run(cmd, env=env_vars(venv, extra_env), capture_output=True, text=True, cwd=cwd)
 
 
 def env_pip(venv: Path, *args: str) -> subprocess.Popen:
-    """`pip install` in this env (its bin/ first on PATH, as env_python), started, not waited for."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "FTBENCH_SRC")}
-    env.update(PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}", **NO_RETRIES)
+    """`pip install` in this env, started, not waited for."""
     cmd = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", *args]
+    env = env_vars(venv, NO_RETRIES)
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

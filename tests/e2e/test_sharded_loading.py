@@ -91,6 +91,10 @@ def cell(work):
     return run
 
 
+def shape_of(model_dir: Path) -> Shape:
+    return Shape.from_config_json(json.loads((model_dir / "config.json").read_text()))
+
+
 def model_gb(metrics: dict) -> float:
     return metrics["params_total"] * 4 / 2**30
 
@@ -109,7 +113,7 @@ def test_a_sharded_rank_never_holds_more_than_its_shard(cell, strategy):
 
 def test_a_pipeline_stage_holds_its_own_layers(work, cell):
     big, tiny = cell("pipeline"), cell("pipeline", "tiny")
-    shape = Shape.from_config_json(json.loads((work / "big" / "config.json").read_text()))
+    shape = shape_of(work / "big")
     assert shape.params == big["params_total"]
     for rank, (peak, baseline) in enumerate(zip(setup_peaks(big), setup_peaks(tiny), strict=True)):
         held = shape.stage_params(rank, WORLD)
@@ -128,7 +132,7 @@ def test_ddp_holds_a_full_replica(cell):
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline"])
 def test_the_memory_estimate_is_within_20_percent_of_the_training_peak(work, cell, strategy):
     """ftbench.plan.estimate, before anything runs, against the largest rank's VmHWM over the training steps."""
-    shape = Shape.from_config_json(json.loads((work / "big" / "config.json").read_text()))
+    shape = shape_of(work / "big")
     predicted = estimate(shape, Cell("big", strategy, WORLD, "full", "fp32", 1, SEQ, WORLD), "cpu", {})
     assert predicted.gb == pytest.approx(cell(strategy)["train_peak_memory_gb"], rel=0.2)
 
@@ -150,7 +154,7 @@ def test_every_loading_path_trains_the_reference_model(work, cell, strategy):
 def test_lora_fits_under_a_limit_below_one_replica_only_when_sharded(work, cell):
     """The real per-rank limit (limits.cpu_memory_per_rank_gb) set below the fp32 model: fsdp and zero3
     finish, ddp runs out of memory while it loads its replica."""
-    shape = Shape.from_config_json(json.loads((work / "lora" / "config.json").read_text()))
+    shape = shape_of(work / "lora")
     limit = 0.85 * shape.params * 4 / 2**30
     for strategy in ("fsdp", "zero3"):
         metrics = cell(strategy, "lora", method="lora", cpu_memory_gb=limit)

@@ -38,24 +38,35 @@ def probe_key(strategy, world=2, method="full", precision="fp32", steps=5, optio
 
 WARMUP = {"optimizer": {"warmup_steps": 4}}
 CHECKPOINTED = {"activation_checkpointing": "full"}
+# what each test runs, named once for its parametrize and for PLANNED
+WARMUP_STRATEGIES = ["zero2", "pipeline"]
+LORA_STRATEGIES = ["fsdp", "zero3", "pipeline"]
+BF16_STRATEGIES = ["ddp", "fsdp", "zero2", "pipeline", "tp"]
+FP16_STRATEGIES = ["ddp", "fsdp"]
+COMPILED = [("ddp", 1), ("ddp", 2), ("fsdp", 2)]
+CHECKPOINTED_STRATEGIES = ["ddp", "fsdp", "zero3", "pipeline", "tp"]
+MESH_STRATEGIES = {"tp": {}, "fsdp_tp": {}, "hsdp": {}, "fsdp_tp-1x4": {"tp_degree": 4}}
 # Every run the tests below ask for. A launch runs all the planned runs of one strategy and world size in one
 # process group (tests/dist/probe.py), so a rank starts torch, transformers and DeepSpeed once, not once per
-# run; a run not planned here still runs, in a launch of its own.
-PLANNED = [
-    probe_key(*args, **kwargs)
-    for args, kwargs in [
-        *(((s,), {}) for s in ["ddp", *STRATEGIES, "tp"]),
-        (("ddp",), {"world": 1}),
-        *(((s,), {"options": WARMUP}) for s in ("ddp", "zero2", "pipeline")),
-        *(((s,), {"method": "lora", "steps": 3}) for s in ("ddp", "fsdp", "zero3", "pipeline")),
-        *(((s,), {"precision": "bf16", "steps": 3}) for s in ("ddp", "fsdp", "zero2", "pipeline", "tp")),
-        (("zero3",), {"method": "lora", "precision": "bf16", "steps": 3}),
-        *(((s,), {"precision": "fp16", "steps": 3}) for s in ("ddp", "fsdp")),
-        *(((s,), {"world": w, "options": {s: {"compile": True}}}) for s, w in (("ddp", 1), ("ddp", 2), ("fsdp", 2))),
-        *(((s,), {"options": CHECKPOINTED}) for s in ("ddp", "fsdp", "zero3", "pipeline", "tp")),
-        (("fsdp",), {"method": "lora", "steps": 3, "options": CHECKPOINTED}),
-    ]
-]
+# run; a run not planned here still runs, in a launch of its own. Each key once (dict.fromkeys).
+PLANNED = list(
+    dict.fromkeys(
+        [
+            *(probe_key(s) for s in ["ddp", *STRATEGIES, "tp"]),
+            *(probe_key(s, options=WARMUP) for s in ["ddp", *WARMUP_STRATEGIES]),
+            *(probe_key(s, method="lora", steps=3) for s in ["ddp", *LORA_STRATEGIES]),
+            *(probe_key(s, precision="bf16", steps=3) for s in BF16_STRATEGIES),
+            probe_key("zero3", method="lora", precision="bf16", steps=3),
+            *(probe_key(s, precision="fp16", steps=3) for s in FP16_STRATEGIES),
+            *(probe_key(s, world=w) for s, w in COMPILED),
+            *(probe_key(s, world=w, options={s: {"compile": True}}) for s, w in COMPILED),
+            *(probe_key(s, options=CHECKPOINTED) for s in CHECKPOINTED_STRATEGIES),
+            probe_key("fsdp", method="lora", steps=3, options=CHECKPOINTED),
+            probe_key("ddp", world=4),
+            *(probe_key(name.split("-")[0], world=4, options=options) for name, options in MESH_STRATEGIES.items()),
+        ]
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +89,11 @@ def probe(assets):
         for key, run in zip(keys, runs, strict=True):
             results[key] = [json.loads((Path(run["out_dir"]) / f"rank{r}.json").read_text()) for r in range(world)]
 
-    def run(strategy, world=2, method="full", precision="fp32", steps=5, options=None):
-        key = probe_key(strategy, world, method, precision, steps, options)
+    def run(*args, **kwargs):
+        key = probe_key(*args, **kwargs)
         if key not in results:
-            planned = [k for k in PLANNED if k[:2] == (strategy, world) and k not in results and k != key]
-            launch(world, [key, *planned])
+            planned = [k for k in PLANNED if k[:2] == key[:2] and k not in results and k != key]
+            launch(key[1], [key, *planned])
         return results[key]
 
     return run
@@ -102,13 +113,12 @@ def test_every_strategy_has_ddps_loss_trajectory(probe, strategy):
     assert reference[-1] < reference[0] - 0.3  # and it is learning
 
 
-@pytest.mark.parametrize("strategy", ["zero2", "pipeline"])
+@pytest.mark.parametrize("strategy", WARMUP_STRATEGIES)
 def test_a_warmup_schedule_reaches_each_strategys_optimizer(probe, strategy):
     """DeepSpeed's engine and the pipeline schedule step their own optimizers: each follows the warm-up."""
-    warmup = {"optimizer": {"warmup_steps": 4}}
-    reference, constant = probe("ddp", options=warmup)[0]["losses"], probe("ddp")[0]["losses"]
+    reference, constant = probe("ddp", options=WARMUP)[0]["losses"], probe("ddp")[0]["losses"]
     assert abs(reference[2] - constant[2]) > 0.05  # a smaller rate at first trains less
-    for rank in probe(strategy, options=warmup):
+    for rank in probe(strategy, options=WARMUP):
         assert max(abs(a - b) for a, b in zip(rank["losses"], reference, strict=True)) <= 1e-3
 
 
@@ -139,13 +149,13 @@ def test_each_pipeline_stage_holds_only_its_layers(probe):
     assert first["eval_loss"] == last["eval_loss"] and first["generated"] == last["generated"]
 
 
-@pytest.mark.parametrize("strategy", ["fsdp", "zero3", "pipeline"])
+@pytest.mark.parametrize("strategy", LORA_STRATEGIES)
 def test_lora_trains_the_same_adapters_in_every_strategy(probe, strategy):
     reference = probe("ddp", method="lora", steps=3)[0]["losses"]
     assert probe(strategy, method="lora", steps=3)[0]["losses"] == pytest.approx(reference, abs=1e-3)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero2", "pipeline", "tp"])
+@pytest.mark.parametrize("strategy", BF16_STRATEGIES)
 def test_bf16_runs_and_stays_close_to_fp32(probe, strategy):
     fp32 = probe("ddp")[0]["losses"][:3]
     bf16 = probe(strategy, precision="bf16", steps=3)[0]["losses"]
@@ -159,7 +169,7 @@ def test_bf16_lora_under_zero3_reads_its_partitioned_adapters(probe):
     assert probe("zero3", method="lora", precision="bf16", steps=3)[0]["losses"] == pytest.approx(fp32, abs=0.1)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", FP16_STRATEGIES)
 def test_fp16_scales_the_loss_and_stays_close_to_fp32(probe, strategy):
     """fp16 with dynamic loss scaling, as each strategy's users run it: GradScaler (ddp) or FSDP's
     ShardedGradScaler; on CPU torch's autocast and gloo take fp16 (DeepSpeed's CPU accelerator does not)."""
@@ -169,7 +179,7 @@ def test_fp16_scales_the_loss_and_stays_close_to_fp32(probe, strategy):
         assert rank["loss_scale"] is not None and rank["loss_scale"] >= 1  # the scaler ran
 
 
-@pytest.mark.parametrize(("strategy", "world"), [("ddp", 1), ("ddp", 2), ("fsdp", 2)])
+@pytest.mark.parametrize(("strategy", "world"), COMPILED)
 def test_compile_trains_the_same_model(probe, strategy, world):
     """options.<strategy>.compile: the compiled step gives the eager step's losses; eval and generation (run
     eagerly on the compiled model) give the eager run's results."""
@@ -181,13 +191,13 @@ def test_compile_trains_the_same_model(probe, strategy, world):
     assert compiled["generated"] == eager["generated"]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "zero3", "pipeline", "tp"])
+@pytest.mark.parametrize("strategy", CHECKPOINTED_STRATEGIES)
 def test_activation_checkpointing_recomputes_each_layer_and_keeps_the_losses(probe, strategy):
     """`activation_checkpointing: full`: every decoder layer's forward runs again in backward (its MLP once
     more per micro-batch; a pipeline stage's shape-inference forward may be recomputed too), and training is
     the same computation (fp32, same tokens)."""
     plain = probe(strategy)
-    checkpointed = probe(strategy, options={"activation_checkpointing": "full"})
+    checkpointed = probe(strategy, options=CHECKPOINTED)
     for before, after in zip(plain, checkpointed, strict=True):
         assert before["mlp_forwards"] >= before["micro_batches"] > 0
         extra = after["mlp_forwards"] - before["mlp_forwards"]
@@ -198,15 +208,10 @@ def test_activation_checkpointing_recomputes_each_layer_and_keeps_the_losses(pro
 
 def test_activation_checkpointing_combines_with_lora(probe):
     reference = probe("ddp", method="lora", steps=3)[0]["losses"]
-    checkpointed = probe("fsdp", method="lora", steps=3, options={"activation_checkpointing": "full"})
+    checkpointed = probe("fsdp", method="lora", steps=3, options=CHECKPOINTED)
     plain = probe("fsdp", method="lora", steps=3)[0]
     assert checkpointed[0]["mlp_forwards"] == 2 * plain["mlp_forwards"] == 2 * plain["micro_batches"]
     assert checkpointed[0]["losses"] == pytest.approx(reference, abs=1e-3)
-
-
-MESH_STRATEGIES = {"tp": {}, "fsdp_tp": {}, "hsdp": {}, "fsdp_tp-1x4": {"tp_degree": 4}}
-PLANNED += [probe_key("ddp", world=4)]
-PLANNED += [probe_key(name.split("-")[0], world=4, options=dict(o)) for name, o in MESH_STRATEGIES.items()]
 
 
 def mesh_probe(probe, name, **kwargs):
