@@ -1,7 +1,13 @@
-"""What re-runs what, on a copy of the workflow (so its code can be edited): aggregation/table code never
-re-runs training; a per-model config change re-runs that model's cells only."""
+"""What re-runs what, on a copy of the workflow (so its code can be edited). The run is finished by the code of
+`UPGRADE_FROM`, the last commit that landed, and then continued by this checkout's code in the same directory,
+as a user's `git pull` does: the upgrade re-runs no finished cell; aggregation/table code never re-runs
+training; a per-model config change re-runs that model's cells only."""
 
+import io
+import os
 import shutil
+import subprocess
+import tarfile
 
 import pytest
 import yaml
@@ -12,17 +18,38 @@ from ftbench.report import tables
 pytestmark = pytest.mark.e2e
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
+UPGRADE_FROM = "1e45346"
+"""The last landed commit: its finished cells must stay finished under this checkout's code. A change that
+lands moves it to its own commit."""
+WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "schemas", "envs", "profiles", "report")
+
+
+def code_at(repo, commit, into):
+    """The files of `commit` (its workflow and its `src/`), read from git without touching the checkout."""
+    tar = subprocess.run(["git", "archive", commit], cwd=repo, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+        archive.extractall(into, filter="data")
+    return into
+
+
+def install_workflow(code, root):
+    """Put a checkout's workflow files into `root`, replacing what was there."""
+    for part in WORKFLOW_PARTS:
+        src, dest = code / part, root / part
+        if dest.is_dir():
+            shutil.rmtree(dest)
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest)
 
 
 @pytest.fixture(scope="module")
 def workflow(tmp_path_factory, repo, run_snakemake):
     root = tmp_path_factory.mktemp("wf")
-    for part in ("Snakefile", "rules", "scripts", "schemas", "envs", "profiles", "report"):
-        src = repo / part
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / part)
+    old = code_at(repo, UPGRADE_FROM, tmp_path_factory.mktemp("old-code"))
+    install_workflow(old, root)
     with open(repo / ".test" / "config.yaml") as f:
         config = yaml.safe_load(f)
-    config["matrix"] = {"strategies": ["ddp"], "gpus": [1], "seq_len": [64]}
+    # an optional id segment (-ac-full) among the finished cells: its id and job spec must stay as they were
+    config["matrix"] = {"strategies": ["ddp"], "gpus": [1], "seq_len": [64], "activation_checkpointing": ["none", "full"]}
     config["models"] = [
         {"name": name, "source": "config:llama", "tokenizer": "builtin:bpe-512", "architecture": TINY}
         for name in ("a", "b")
@@ -30,8 +57,22 @@ def workflow(tmp_path_factory, repo, run_snakemake):
     (root / "config.yaml").write_text(yaml.safe_dump(config))
     begin, end = tables.markers("ci")
     (root / "README.md").write_text(f"{begin}\n{end}\n")
-    run_snakemake(root, "--profile", str(root / "profiles" / "local"), snakefile=root / "Snakefile")
+    # the old package first on the path: the Snakefile and every job it starts import the old ftbench
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(old / "src"), *([before] if before else [])])
+    try:
+        run_snakemake(root, "--profile", str(root / "profiles" / "local"), snakefile=root / "Snakefile")
+    finally:
+        os.environ.pop("PYTHONPATH") if before is None else os.environ.update(PYTHONPATH=before)
+    install_workflow(repo, root)
     return root, config
+
+
+def test_an_upgrade_reruns_no_finished_cell(workflow, run_snakemake):
+    root, _ = workflow
+    planned = job_counts(run_snakemake(root, "-n", snakefile=root / "Snakefile").stdout)
+    assert "train_cell" not in planned, planned
+    assert set(planned) <= {"aggregate_metrics", "render_charts", "render_report", "all"}
 
 
 def test_changing_aggregation_and_table_code_never_reruns_training(workflow, run_snakemake):
@@ -49,11 +90,14 @@ def test_a_per_model_change_reruns_only_that_models_cells(workflow, run_snakemak
     (root / "changed.yaml").write_text(yaml.safe_dump(config))
     dry = run_snakemake(root, "-n", configfile=root / "changed.yaml", snakefile=root / "Snakefile").stdout
     assert job_counts(dry) == {
-        "train_cell": 1,
+        "train_cell": 2,
         "aggregate_metrics": 1,
         "render_charts": 2,
         "render_report": 1,
         "all": 1,
     }
-    (train_job,) = [block for block in dry.split("\nrule ")[1:] if block.startswith("train_cell:")]
-    assert "output: results/ci/runs/b/ddp/1gpu/full-fp32-bs2-seq64/metrics.json" in train_job
+    outputs = [line for line in dry.splitlines() if line.strip().startswith("output: results/ci/runs/")]
+    assert sorted(line.split("output: ")[1] for line in outputs) == [
+        "results/ci/runs/b/ddp/1gpu/full-fp32-bs2-seq64-ac-full/metrics.json",
+        "results/ci/runs/b/ddp/1gpu/full-fp32-bs2-seq64/metrics.json",
+    ]
