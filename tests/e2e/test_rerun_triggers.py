@@ -49,7 +49,12 @@ def workflow(tmp_path_factory, repo, run_snakemake):
     with open(repo / ".test" / "config.yaml") as f:
         config = yaml.safe_load(f)
     # an optional id segment (-ac-full) among the finished cells: its id and job spec must stay as they were
-    config["matrix"] = {"strategies": ["ddp"], "gpus": [1], "seq_len": [64], "activation_checkpointing": ["none", "full"]}
+    config["matrix"] = {
+        "strategies": ["ddp"],
+        "gpus": [1],
+        "seq_len": [64],
+        "activation_checkpointing": ["none", "full"],
+    }
     config["models"] = [
         {"name": name, "source": "config:llama", "tokenizer": "builtin:bpe-512", "architecture": TINY}
         for name in ("a", "b")
