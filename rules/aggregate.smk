@@ -15,12 +15,9 @@ rule aggregate_metrics:
     conda:
         "../envs/analysis.yaml"
     params:
-        cells=list(CELLS),
         # every cell's row: the selected ones are inputs, the others are read as they are on disk
-        metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
-        pruned={cell.id: reason for cell, reason in PLAN.pruned},
-        # every cell, pruned ones too, for its memory estimate
-        cell_specs=[cell.to_dict() for cell in PLAN.every_cell],
-        prices=config["cost"]["price_per_gpu_hour"],
+        **REPORT_CELLS,
+        # each cell's memory estimate (pruned ones too) and cost
+        estimate_config=ESTIMATE_CONFIG,
     script:
         "../scripts/aggregate.py"

@@ -13,11 +13,11 @@ rule calibrate_device:
         TRAIN_ENV
     threads: config["hardware"]["cpu_threads_per_rank"]
     resources:
-        **calibration_resources(),
+        **rule_resources.calibration(config),
         train_jobs=1,
     params:
         device=config["hardware"]["device"],
         threads=config["hardware"]["cpu_threads_per_rank"],
-        precisions=calibrated_precisions(config["matrix"]["precision"]),
+        precisions=precision.calibrated(config["matrix"]["precision"]),
     script:
         "../scripts/calibrate.py"

@@ -1,6 +1,5 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
 import dataclasses
-import functools
 import inspect
 import json
 import os
@@ -11,10 +10,9 @@ from snakemake.common.tbdstring import TBDString
 from snakemake.logging import logger
 from snakemake.utils import validate
 
+from ftbench import precision
 from ftbench.cell import CELL_PATTERN, OPTIONS_WILDCARD
 from ftbench.plan.config import (
-    calibrated_precisions,
-    cell_timeout_s,
     is_download,
     local_path,
     model_build_config,
@@ -23,10 +21,11 @@ from ftbench.plan.config import (
     tokenizer_source as tokenizer_source_of,
 )
 from ftbench.plan.config_check import check_config, check_local_sources
-from ftbench.plan.host_memory import cell_request_gb
 from ftbench.plan.model_shape import model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
-from ftbench.launch.slurm import job_resources, mem_mb, refuse_array_jobs, runtime_min
+from ftbench.launch import resources as rule_resources
+from ftbench.launch.resources import ByWildcard, vary
+from ftbench.launch.slurm import refuse_array_jobs
 from ftbench.data.sources import Render
 from ftbench.record import METRICS_FILE
 from ftbench.report.paths import ReportPaths
@@ -41,8 +40,6 @@ check_pivots(config["report"]["pivots"])
 CELLS = {cell.id: cell for cell in PLAN.cells}
 # config `select`: the cells this invocation runs
 SELECTED = [cell.id for cell in PLAN.selected]
-# the GPU counts train_cell jobs run at
-CELL_GPUS = sorted({cell.gpus for cell in PLAN.cells})
 MODELS = [model["name"] for model in config["models"]]
 RUN = config["run_name"]
 DATASET = config["dataset"]["name"]
@@ -57,7 +54,7 @@ EXTENSIONS_DIR = "resources/torch_extensions"
 # the report chain's files (summary, tables, charts, calibration), for the rules and onerror alike
 REPORT = ReportPaths.of_run(RUN, config["report"]["docs_dir"])
 CHARTS_DIR = REPORT.charts_dir
-CALIBRATION_TIMEOUT_S = 600
+MODEL_TIMEOUTS = rule_resources.model_timeouts(config)
 # the training rules' conda env: PyTorch's CPU build when the cells run on the CPU (envs/train-cpu.yaml)
 TRAIN_ENV = (
     "../envs/train-cpu.yaml"
@@ -109,6 +106,18 @@ def local_input(source):
 
 def metrics_file(cell_id):
     return f"{RUN_DIR}/runs/{cell_id}/{METRICS_FILE}"
+
+
+# what the summary lists: every planned cell's record and metrics file, and the pruned cells with their reasons
+REPORT_CELLS = {
+    "cells": [cell.to_dict() for cell in PLAN.cells],
+    "metrics_files": [metrics_file(cell.id) for cell in PLAN.cells],
+    "pruned": [(cell.to_dict(), reason) for cell, reason in PLAN.pruned],
+}
+# what the memory estimate and the cost columns read of the config
+ESTIMATE_CONFIG = {
+    key: config[key] for key in ("models", "hardware", "options", "limits", "cost")
+}
 
 
 def all_targets():
@@ -165,106 +174,46 @@ def per_job(func):
     return func
 
 
+def per_job_value(value):
+    """A value from ftbench.launch.resources as Snakemake takes it: a ByWildcard becomes a function of the
+    job's wildcards, anything else stays as it is."""
+    return (
+        per_job(lambda wildcards: value.of(wildcards))
+        if isinstance(value, ByWildcard)
+        else value
+    )
+
+
 def train_cache_input():
     """train_cell's token cache: a path pattern when every model shares one tokenizer (nothing to evaluate
     per job), else a function of the cell's model."""
-    tokenizers = {name: tokenizer_of(name) for name in MODELS}
-    if len(set(tokenizers.values())) == 1:
-        return f"resources/tokcache/{DATASET}/{tokenizers[MODELS[0]]}/seq{{seq}}/manifest.json"
+    tokenizer = vary("model", {name: tokenizer_of(name) for name in MODELS})
+    if not isinstance(tokenizer, ByWildcard):
+        return f"resources/tokcache/{DATASET}/{tokenizer}/seq{{seq}}/manifest.json"
     return per_job(
-        lambda wildcards: f"resources/tokcache/{DATASET}/{tokenizers[wildcards.model]}/seq{wildcards.seq}/manifest.json"
+        lambda wildcards: f"resources/tokcache/{DATASET}/{tokenizer.of(wildcards)}/seq{wildcards.seq}/manifest.json"
     )
-
-
-def per_gpu_count(value_of):
-    """A train_cell attribute that depends on the cell's GPU count alone, computed once per GPU count.
-
-    Snakemake calls a function once per job (a 1,000-cell matrix: 1,000 calls per attribute), so an
-    attribute with one value for every cell is given as that value instead of a function.
-    """
-    values = {gpus: value_of(gpus) for gpus in CELL_GPUS}
-    if len(set(values.values())) == 1:
-        return values[CELL_GPUS[0]]
-
-    def of_cell(wildcards):
-        gpus = int(wildcards.gpus)
-        return values[gpus] if gpus in values else value_of(gpus)
-
-    return per_job(of_cell)
-
-
-def declared(resources):
-    """Resources without the unset ones (None): Snakemake evaluates every declared resource of every job."""
-    return {name: value for name, value in resources.items() if value is not None}
-
-
-def cell_resources():
-    """The Slurm resources of a training cell's job (ftbench.launch.slurm.job_resources), each per GPU count; its
-    host memory, unless hardware.host_memory_per_rank_gb fixes it, per cell (cell_mem_mb).
-    """
-    runtime = runtime_min(config["limits"]["cell_timeout_s"])
-    at = functools.cache(lambda gpus: job_resources(config["hardware"], gpus, runtime))
-    resources = declared(
-        {
-            name: per_gpu_count(lambda gpus, name=name: at(gpus)[name])
-            for name in at(CELL_GPUS[0])
-        }
-    )
-    resources.update(cpu_job_resources(on_device=True))
-    if "runtime" in resources:  # Slurm's -t follows the cell's own limit
-        resources["runtime"] = per_model(
-            lambda model: runtime_min(MODEL_TIMEOUTS[model])
-        )
-    return resources if "mem_mb" in resources else {**resources, "mem_mb": cell_mem_mb}
-
-
-def per_model(value_of):
-    """A train_cell attribute that depends on the cell's model alone: one value when every model has the
-    same (Snakemake then evaluates nothing per job), else a function of the cell's model.
-    """
-    values = {name: value_of(name) for name in MODELS}
-    if len(set(values.values())) == 1:
-        return values[MODELS[0]]
-    return per_job(lambda wildcards: values[wildcards.model])
-
-
-MODEL_TIMEOUTS = {name: cell_timeout_s(config, name) for name in MODELS}
 
 
 @per_job
 def cell_mem_mb(wildcards):
-    """What the cell's strategy holds on the host (ftbench.plan.host_memory), from the model's config.json: known
-    once the model is prepared or downloaded (Snakemake asks again just before it submits the job).
+    """What the cell's strategy holds on the host, from the model's config.json: known once the model is
+    prepared or downloaded (Snakemake asks again just before it submits the job).
     """
     cell = cell_of(wildcards)
-    per_rank = cell_request_gb(config, cell, model_shape(config, cell.model))
-    if per_rank is None:
-        return TBDString()  # a dry run before the download: not known yet
-    return mem_mb(config["hardware"], cell.gpus, per_rank)
+    mb = rule_resources.cell_mem_mb(config, cell, model_shape(config, cell.model))
+    return (
+        TBDString() if mb is None else mb
+    )  # a dry run before the download: not known yet
 
 
-def cell_threads():
-    """Threads of a training cell's job: one rank per GPU, each with hardware.cpu_threads_per_rank."""
-    return per_gpu_count(lambda gpus: gpus * config["hardware"]["cpu_threads_per_rank"])
-
-
-def cpu_job_resources(on_device=False):
-    """`hardware.cpu_partition` as the Slurm partition of a job that needs no GPU (for a job that runs on the
-    cells' device, `on_device`, only when that device is the CPU); nothing when unset.
-    """
-    partition = config["hardware"].get("cpu_partition")
-    needs_no_gpu = not on_device or config["hardware"]["device"] == "cpu"
-    return {"slurm_partition": partition} if partition and needs_no_gpu else {}
-
-
-def calibration_resources():
-    """The Slurm resources of the calibration job: one GPU of the kind the cells run on."""
-    return declared(
-        {
-            **job_resources(config["hardware"], 1, runtime_min(CALIBRATION_TIMEOUT_S)),
-            **cpu_job_resources(on_device=True),
-        }
-    )
+def cell_resources():
+    """The Slurm and local resources of a training cell's job (ftbench.launch.rule_resources.train_cell)."""
+    values = rule_resources.train_cell(config, PLAN.cells)
+    return {
+        name: cell_mem_mb if value == rule_resources.PER_CELL else per_job_value(value)
+        for name, value in values.items()
+    }
 
 
 @per_job
@@ -291,9 +240,7 @@ def rebuild_report():
     from ftbench.report.tables import rebuild
 
     rebuild(
-        cells=list(CELLS),
-        metrics_files=[metrics_file(cell_id) for cell_id in CELLS],
-        pruned={cell.id: reason for cell, reason in PLAN.pruned},
+        **REPORT_CELLS,
         paths=REPORT,
         readme=config["report"]["readme"],
         run_name=RUN,

@@ -14,7 +14,7 @@ rule prepare_dataset:
     conda:
         "../envs/hub.yaml"
     resources:
-        **cpu_job_resources(),
+        **rule_resources.cpu_partition(config),
     params:
         source=config["dataset"]["source"],
         num_rows=config["dataset"]["num_rows"],
@@ -37,7 +37,7 @@ rule train_tokenizer:
     conda:
         TRAIN_ENV
     resources:
-        **cpu_job_resources(),
+        **rule_resources.cpu_partition(config),
     params:
         source=tokenizer_source,
         render=lambda wildcards: RENDER,  # braces are not wildcards
@@ -59,7 +59,7 @@ rule prepare_model:
     conda:
         TRAIN_ENV
     resources:
-        **cpu_job_resources(),
+        **rule_resources.cpu_partition(config),
     params:
         model=lambda wildcards: model_build_config(config, wildcards.model),
         seed=config["seed"],

@@ -14,7 +14,7 @@ rule build_token_cache:
     conda:
         TRAIN_ENV
     resources:
-        **cpu_job_resources(),
+        **rule_resources.cpu_partition(config),
     params:
         render=lambda wildcards: RENDER,  # braces are not wildcards
         eval_fraction=config["dataset"]["eval_fraction"],

@@ -14,14 +14,11 @@ rule train_cell:
         f"logs/{RUN}/benchmarks/train_cell/{TRAIN_DIR}.tsv"
     conda:
         TRAIN_ENV
-    threads: cell_threads()
+    threads: per_job_value(rule_resources.train_threads(config, PLAN.cells))
     resources:
-        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node
+        # Slurm (profiles/slurm): nodes x GPUs per node from the cell's GPU count, one task per node; the
+        # local profile caps train_jobs at 1 so timings are never measured on a shared CPU
         **cell_resources(),
-        # the local profile caps this at 1 so timings are never measured on a shared CPU
-        train_jobs=1,
-        cell_timeout_s=per_model(MODEL_TIMEOUTS.__getitem__),
-        cpu_mem_per_rank_mb=int(config["limits"]["cpu_memory_per_rank_gb"] * 1024),
     params:
         spec=train_spec,
         model_dir=subpath(input.model, parent=True),

@@ -5,13 +5,14 @@ from ftbench.plan import estimate
 from ftbench.report import aggregate
 
 logs.to_file(snakemake.log[0])
-# estimated now, with every model's config.json in place
-cells = [Cell(**spec) for spec in snakemake.params.cell_specs]
+params = snakemake.params
+# estimated now, with every model's config.json in place; pruned cells too
+cells = [Cell.from_dict(record) for record in [*params.cells, *(record for record, _ in params.pruned)]]
 summary = aggregate.collect(
-    snakemake.params.cells,
-    snakemake.params.metrics_files,
-    snakemake.params.pruned,
+    params.cells,
+    params.metrics_files,
+    params.pruned,
     snakemake.input.calibration,
-    **estimate.summary_inputs(snakemake.config, cells),
+    **estimate.summary_inputs(params.estimate_config, cells),
 )
 aggregate.write(summary, parquet=snakemake.output.parquet, csv=snakemake.output.csv)

@@ -11,8 +11,8 @@ text = preview.render(
     snakemake.params.run_dir,
     snakemake.params.repeats,
     snakemake.params.model_timeouts,
-    estimate.cell_estimates(snakemake.config, snakemake.params.selected),
-    estimate.device_capacity_gb(snakemake.config),
+    estimate.cell_estimates(snakemake.params.estimate_config, snakemake.params.selected),
+    estimate.device_capacity_gb(snakemake.params.estimate_config),
 )
 Path(snakemake.log[0]).write_text(text)
 print(text)

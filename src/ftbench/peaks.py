@@ -3,10 +3,12 @@ non-tensor-core FP32 rate (torch's default matmul does not use TF32)."""
 
 from __future__ import annotations
 
+from ftbench.precision import MIXED, PRECISIONS
+
 T = 1e12
 # (substring of torch.cuda.get_device_name, {precision: FLOP/s}, source); first match wins, most specific first
 DATASHEET = [
-    # fp8 dense where the GPU has it (Hopper, Ada); fp16 only where it differs from bf16 (`datasheet_peak`)
+    # fp8 dense where the GPU has it (Hopper, Ada); fp16 only where it differs from bf16 (Precision.datasheet)
     (
         "H100 PCIe",
         {"fp32": 51 * T, "bf16": 756 * T, "fp8": 1513 * T},
@@ -53,6 +55,7 @@ def datasheet_peak(device_model: str | None, precision: str) -> tuple[float | No
         return None, None
     for needle, peaks, source in DATASHEET:
         if needle in device_model:
-            # fp16 tensor cores run at the bf16 rate wherever a GPU has both
-            return peaks.get(precision, peaks.get("bf16") if precision == "fp16" else None), source
+            row = PRECISIONS.get((precision, MIXED))
+            keys = [key for key in (row.datasheet if row else (precision,)) if key in peaks]
+            return (peaks[keys[0]] if keys else None), source
     return None, None

@@ -2,6 +2,7 @@ import json
 
 import polars as pl
 import pytest
+from helpers import record
 
 from ftbench.report import aggregate
 
@@ -31,7 +32,7 @@ def write_metrics(runs, cell_id, **fields):
 def test_collect_lists_every_expected_cell_and_marks_missing_ones_pending(tmp_path):
     cells = ["m/ddp/1gpu/full-fp32-bs8-seq128", "m/ddp/2gpu/full-fp32-bs8-seq128"]
     write_metrics(tmp_path, cells[0], train_tokens_per_s=123.0)
-    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells])
+    frame = aggregate.collect([record(c) for c in cells], [tmp_path / c / "metrics.json" for c in cells])
     assert frame.get_column("cell_id").to_list() == cells
     assert frame.get_column("status").to_list() == ["ok", "pending"]
     assert frame.get_column("gpus").to_list() == [1, 2]
@@ -39,13 +40,13 @@ def test_collect_lists_every_expected_cell_and_marks_missing_ones_pending(tmp_pa
     # provenance spread into columns; per-step lists and nested config stay in metrics.json
     assert frame.row(0, named=True)["torch_version"] == "2.13" and frame.row(0, named=True)["host"] == "h"
     assert "step_times_s" not in frame.columns and "config" not in frame.columns
-    assert frame.columns[:9] == [*aggregate.KEY_COLUMNS, "status"]
+    assert frame.columns[: len(aggregate.KEY_COLUMNS) + 1] == [*aggregate.KEY_COLUMNS, "status"]
 
 
 def test_write_produces_matching_parquet_and_csv(tmp_path):
     cells = ["m/ddp/1gpu/full-fp32-bs8-seq128"]
     write_metrics(tmp_path / "runs", cells[0])
-    frame = aggregate.collect(cells, [tmp_path / "runs" / cells[0] / "metrics.json"])
+    frame = aggregate.collect([record(c) for c in cells], [tmp_path / "runs" / cells[0] / "metrics.json"])
     aggregate.write(frame, tmp_path / "s.parquet", tmp_path / "s.csv")
     assert pl.read_parquet(tmp_path / "s.parquet").equals(frame)
     assert pl.read_csv(tmp_path / "s.csv").get_column("cell_id").to_list() == cells
@@ -55,9 +56,9 @@ def test_pruned_cells_are_rows_with_their_reason(tmp_path):
     cells = ["m/ddp/1gpu/full-fp32-bs8-seq128"]
     write_metrics(tmp_path, cells[0])
     frame = aggregate.collect(
-        cells,
+        [record(c) for c in cells],
         [tmp_path / cells[0] / "metrics.json"],
-        pruned={"m/pipeline/1gpu/full-fp32-bs8-seq128": "pipeline needs at least 2 stages"},
+        pruned=[(record("m/pipeline/1gpu/full-fp32-bs8-seq128"), "pipeline needs at least 2 stages")],
     )
     row = frame.row(1, named=True)
     assert (row["status"], row["strategy"], row["note"]) == ("pruned", "pipeline", "pipeline needs at least 2 stages")
@@ -80,7 +81,9 @@ def test_mfu_divides_achieved_flops_by_the_measured_ceiling_and_datasheet(tmp_pa
     )
     calibration = tmp_path / "calibration.json"
     calibration.write_text(json.dumps({"matmul": {"bf16": {"flops_per_s": 6e14}, "fp32": {"flops_per_s": 5e13}}}))
-    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], calibration=calibration)
+    frame = aggregate.collect(
+        [record(c) for c in cells], [tmp_path / c / "metrics.json" for c in cells], calibration=calibration
+    )
     bf16, fp32 = frame.rows(named=True)
     assert bf16["mfu_measured"] == pytest.approx(5 / 6) and bf16["mfu_datasheet"] == pytest.approx(500 / 989)
     assert fp32["mfu_measured"] == pytest.approx(0.2) and fp32["mfu_datasheet"] == pytest.approx(10 / 67)
@@ -92,7 +95,9 @@ def test_each_row_carries_the_estimate_for_the_device_it_ran_on_and_its_error(tm
     write_metrics(tmp_path, cells[0], train_peak_memory_gb=2.0, provenance={"device": "cpu", "versions": {}})
     write_metrics(tmp_path, cells[1], train_peak_memory_gb=4.0, provenance={"device": "cuda", "versions": {}})
     estimates = {"cpu": {c: 2.5 for c in cells}, "cuda": {c: 3.0 for c in cells}}
-    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], estimates=estimates)
+    frame = aggregate.collect(
+        [record(c) for c in cells], [tmp_path / c / "metrics.json" for c in cells], estimates=estimates
+    )
     rows = frame.select("estimated_memory_gb", "estimate_error").rows()
     # the pending cell: the estimate for the configured device (cpu by default), nothing to compare with
     assert rows == [(2.5, pytest.approx(0.25)), (3.0, pytest.approx(-0.25)), (2.5, None)]
@@ -106,7 +111,7 @@ def test_cost_columns_price_each_cell_by_its_device_kind(tmp_path):
     a100 = {"device": "cuda", "gpu_model": "NVIDIA A100-SXM4-80GB", "versions": {}}
     write_metrics(tmp_path, cells[2], run_duration_s=36.0, provenance=a100)
     prices = {"h100": 3.6, "cpu": 0.1}
-    frame = aggregate.collect(cells, [tmp_path / c / "metrics.json" for c in cells], prices=prices)
+    frame = aggregate.collect([record(c) for c in cells], [tmp_path / c / "metrics.json" for c in cells], prices=prices)
     rows = frame.select("gpu_hour_price", "cost_per_million_train_tokens", "run_cost").rows()
     # 2 GPUs x 3.6 per hour at 3.6M tokens per hour: 2.0 per million tokens; half an hour: 3.6
     assert rows[0] == (3.6, pytest.approx(2.0), pytest.approx(3.6))

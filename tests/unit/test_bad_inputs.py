@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import record
 
 from ftbench import files
 from ftbench.cell import Cell
@@ -65,7 +66,7 @@ def work(tmp_path):
         files.atomic_write_json(runs / cell_id / "metrics.json", metrics_record(cell_id))
     begin, end = tables.markers(RUN)
     (tmp_path / "README.md").write_text(f"# notes\n\nby hand\n\n{begin}\nold table\n{end}\n\nmore\n")
-    frame = aggregate.collect(CELLS, metrics_files(tmp_path))
+    frame = aggregate.collect([record(c) for c in CELLS], metrics_files(tmp_path))
     aggregate.write(frame, tmp_path / "results" / RUN / "summary.parquet", tmp_path / "results" / RUN / "summary.csv")
     return tmp_path
 
@@ -299,7 +300,7 @@ def test_an_unreadable_metrics_json_is_a_failed_row_naming_the_cell(work, conten
     path = metrics_files(work)[1]
     path.write_bytes(content(path.read_bytes()))
     before = checksums(work)
-    frame = aggregate.collect(CELLS, metrics_files(work))
+    frame = aggregate.collect([record(c) for c in CELLS], metrics_files(work))
     assert checksums(work) == before
     rows = {r["cell_id"]: r for r in frame.iter_rows(named=True)}
     assert rows[CELLS[0]]["status"] == "ok"
@@ -314,7 +315,7 @@ def test_an_unreadable_failure_json_is_still_a_failed_row(work):
     path = metrics_files(work)[1]
     path.unlink()
     (path.parent / "failure.json").write_text('{"status": "fai')
-    frame = aggregate.collect(CELLS, metrics_files(work))
+    frame = aggregate.collect([record(c) for c in CELLS], metrics_files(work))
     row = frame.row(1, named=True)
     assert row["status"] == "failed" and row["note"].startswith("failure.json unreadable:")
 
@@ -343,7 +344,7 @@ def test_rebuild_with_a_corrupt_metrics_json_keeps_every_result(work, checksums)
         *(str(res / name) for name in ("calibration.json", "summary.parquet", "summary.csv")),
         str(docs / "summary.csv"), str(res / "tables.md"), str(docs / "charts"),
     )  # fmt: skip
-    tables.rebuild(CELLS, metrics_files(work), {}, paths, work / "README.md", RUN)
+    tables.rebuild([record(c) for c in CELLS], metrics_files(work), [], paths, work / "README.md", RUN)
     assert {k: v for k, v in checksums(work).items() if k.startswith(f"results/{RUN}/runs/")} == runs_before
     readme = (work / "README.md").read_text()
     assert "| failed |" in readme and "| ok |" in readme and readme.startswith("# notes\n\nby hand\n")

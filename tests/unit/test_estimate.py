@@ -13,6 +13,7 @@ from ftbench.errors import ConfigError
 from ftbench.plan import estimate as est
 from ftbench.plan.matrix import plan
 from ftbench.plan.model_shape import Shape, model_shape
+from ftbench.precision import precision_of
 
 SHAPES = Path(__file__).parents[2] / "configs" / "shapes"
 SMALL = {
@@ -83,7 +84,9 @@ def test_the_parameter_bytes_are_accelerates_module_sizes():
     buffers = compute_module_sizes(model, buffers_only=True)[""]  # the rotary frequencies
     assert compute_module_sizes(model)[""] - buffers == shape.params * est.FP32
     predicted = est.estimate(shape, cell(), "cuda", {})
-    assert predicted.parameters == shape.params * est.FP32 and predicted.optimizer == shape.params * est.ADAMW
+    fp32 = precision_of("fp32")
+    assert predicted.parameters == shape.params * fp32.master_bytes
+    assert predicted.optimizer == shape.params * fp32.optimizer_bytes
 
 
 def model_states(predicted: est.MemoryEstimate) -> float:

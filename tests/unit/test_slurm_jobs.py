@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+from helpers import record
 
 from ftbench.errors import ConfigError
 from ftbench.launch import launcher, slurm
@@ -141,13 +142,13 @@ def test_a_job_slurm_ended_is_a_row_with_slurms_state(tmp_path, monkeypatch, sta
     monkeypatch.setattr(slurm, "job_state", lambda job_id: state if job_id == "77" else None)
     job_file = tmp_path / "job.json"
     job_file.write_text(json.dumps({"slurm": {"job_id": "77"}}))
-    row = aggregate.slurm_row("m/ddp/2gpu/full-fp32-bs2-seq64", job_file)
+    row = aggregate.slurm_row(record("m/ddp/2gpu/full-fp32-bs2-seq64"), job_file)
     assert row["status"] == status
     assert (words in row["note"]) if words else "note" not in row
 
 
 def test_a_cell_without_a_job_record_is_pending(tmp_path):
-    assert aggregate.slurm_row("m/ddp/2gpu/full-fp32-bs2-seq64", tmp_path / "job.json")["status"] == "pending"
+    assert aggregate.slurm_row(record("m/ddp/2gpu/full-fp32-bs2-seq64"), tmp_path / "job.json")["status"] == "pending"
 
 
 @pytest.mark.parametrize("setting", ["train_cell", "all", "build_token_cache, train_cell", "x;train_cell"])

@@ -3,6 +3,7 @@ import re
 import polars as pl
 import pytest
 import yaml
+from helpers import record
 
 from ftbench.errors import ConfigError
 from ftbench.plan import matrix
@@ -42,7 +43,7 @@ def summary():
         "torch_version": "2.13.0",
         "transformers_version": "5.0",
     }
-    pending = aggregate.pending_row("m/ddp/2gpu/full-fp32-bs8-seq128")
+    pending = aggregate.pending_row(record("m/ddp/2gpu/full-fp32-bs8-seq128"))
     other = {**ok, "model": "n", "cell_id": "n/ddp/1gpu/full-fp32-bs8-seq128"}
     return pl.DataFrame([ok, pending, other], infer_schema_length=None)
 

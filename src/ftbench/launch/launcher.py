@@ -58,7 +58,7 @@ KILL_GRACE_S = 10
 
 
 def cell_fields(spec: dict) -> dict:
-    return record.header(Cell(**spec["cell"]), spec["run_name"])
+    return record.header(Cell.from_dict(spec["cell"], where="--spec cell"), spec["run_name"])
 
 
 def group_alive(pgid: int) -> bool:

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 
+from ftbench.cell import AXES, Axis
 from ftbench.errors import ConfigError
 
 
@@ -21,15 +22,7 @@ def model_config(config: dict, name: str) -> dict:
     raise ConfigError(f"models: no model named {name!r}")
 
 
-SUMMARY_COLUMNS = (
-    "cell_id",
-    "model",
-    "strategy",
-    "gpus",
-    "method",
-    "precision",
-    "batch_size_per_gpu",
-    "seq_len",
+METRIC_COLUMNS = (
     "status",
     "zero_stage",
     "global_batch_size",
@@ -53,7 +46,6 @@ SUMMARY_COLUMNS = (
     "params_trainable",
     "setup_peak_memory_gb",
     "train_peak_memory_gb",
-    "activation_checkpointing",
     "hfu_measured",
     "estimated_memory_gb",
     "estimate_error",
@@ -64,19 +56,20 @@ SUMMARY_COLUMNS = (
     "eval_tokens_per_s",
     "prefill_s",
     "decode_latency_per_token_s",
-    "tp_degree",
-    "shard_group",
     "train_samples_per_s_per_gpu",
     "eval_samples_per_s",
 )
-"""The summary's leading columns (the cell's key fields first), the ones a `report.pivots` table may name.
-Here rather than in ftbench.report.aggregate so that checking the config never imports polars."""
+"""The summary's columns after the cell's key (its id and axes), in that order."""
 
 
-def calibrated_precisions(precisions: list[str]) -> list[str]:
-    """The precisions whose matmul ceiling calibration measures: fp32 and bf16 always (the summary's MFU
-    columns), fp16 when the matrix runs it; fp8 has no plain dtype to time (its MFU is the datasheet's)."""
-    return ["fp32", "bf16", *(["fp16"] if "fp16" in precisions else [])]
+def summary_columns(axes: tuple[Axis, ...] = AXES) -> tuple[str, ...]:
+    """The summary's leading columns, the ones a `report.pivots` table may name: the cell id, its axes, then
+    `METRIC_COLUMNS`. Here rather than in ftbench.report.aggregate so that checking the config never imports
+    polars."""
+    return ("cell_id", *(a.field for a in axes), *METRIC_COLUMNS)
+
+
+SUMMARY_COLUMNS = summary_columns()
 
 
 def cell_timeout_s(config: dict, name: str) -> int:

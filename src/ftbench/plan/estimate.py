@@ -15,11 +15,13 @@ from dataclasses import dataclass, fields
 
 from ftbench.cell import Cell
 from ftbench.plan.model_shape import MODELS_DIR, Shape, model_shape
+from ftbench.precision import precision_of
 from ftbench.registry import GRADIENTS, LAYERS, OPTIMIZER, PARAMETERS, STRATEGIES
 
 GB = 2**30
-FP32, BF16, ADAMW = 4, 2, 8
-"""Bytes per element of fp32 and bf16 tensors, and of AdamW's state per trained parameter (two fp32 moments)."""
+FP32 = 4
+"""Bytes per element of what stays fp32 whatever the precision: the norms' upcast inputs, the residual stream
+under checkpointing, the logits the loss upcasts. The precision's own widths are ftbench.precision's."""
 
 RUNTIME_BYTES = {"cpu": 0.34 * GB, "cuda": 0.0}
 """What a rank's measured peak counts besides the model. CPU: the resident process with a tiny model
@@ -79,7 +81,7 @@ def layer_activation_bytes(shape: Shape, tokens: int, precision: str, tp: int = 
     up, SiLU(gate) and product (4 x intermediate); those last are bf16 under autocast or a bf16 module.
     Tensor parallelism splits attention and the MLP over the `tp` ranks of a group; the norms see the whole
     residual stream."""
-    element = FP32 if precision == "fp32" else BF16
+    element = precision_of(precision).compute_bytes
     return tokens * (4 * shape.hidden * FP32 + (5 * shape.hidden + 4 * shape.intermediate) * element // tp)
 
 
@@ -105,17 +107,19 @@ def _pipeline_stage(shape: Shape, cell: Cell, options: dict, t: int, runtime: fl
     activations of the micro-batches it holds at once (GPipe: all; 1F1B: at most the stages from it to the
     last); the logits on the last stage only."""
     world, schedule = cell.gpus, options.get("pipeline", {}).get("schedule", "1F1B")
+    p = precision_of(cell.precision)
     stages = []
     for stage in range(world):
         held = shape.stage_params(stage, world)
         in_flight = cell.grad_accum_steps if schedule == "GPipe" else min(cell.grad_accum_steps, world - stage)
         layers = shape.stage_layers(stage, world)
+        copies = p.compute_bytes if p.mixed else 0  # autocast's 16-bit copies
         stages.append(
             MemoryEstimate(
                 runtime,
-                parameters=held * (FP32 + (0 if cell.precision == "fp32" else BF16)),
-                gradients=held / shape.params * t * FP32,
-                optimizer=held / shape.params * t * ADAMW,
+                parameters=held * (p.master_bytes + copies),
+                gradients=held / shape.params * t * p.master_bytes,
+                optimizer=held / shape.params * t * p.optimizer_bytes,
                 activations=activation_bytes(shape, cell, layers, in_flight, head=stage == world - 1),
             )
         )
@@ -133,7 +137,7 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     n = shape.tp_params(tp) if tp > 1 else shape.params
     t = n if tp > 1 else trainable_params(shape, cell.method, options)
     layer = (shape.layer_params - shape.norm_params) // tp + shape.norm_params
-    half = cell.precision != "fp32"  # bf16, fp16 and fp8 (bf16 outside its float8 matmuls) keep 16-bit copies
+    p = precision_of(cell.precision)  # bf16, fp16 and fp8 (bf16 outside its float8 matmuls) keep 16-bit copies
     runtime = RUNTIME_BYTES[device] + (ZERO_RUNTIME_BYTES[device] if strategy.zero_stage else 0)
     if LAYERS in strategy.shards:
         return _pipeline_stage(shape, cell, options, t, runtime)
@@ -141,12 +145,12 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
     activations = activation_bytes(shape, cell)
     # DeepSpeed's bf16 mode holds bf16 module weights and gradients beside an fp32 master partition; every
     # other strategy keeps fp32 weights (autocast or FSDP's MixedPrecisionPolicy casts for compute)
-    weight = BF16 if strategy.zero_stage and half else FP32
+    weight = p.compute_bytes if strategy.zero_stage else p.master_bytes
     # DeepSpeed also keeps an fp32 master partition and the fp32 gradient partition its optimizer steps on
-    master = FP32 * t if strategy.zero_stage else 0
+    master = p.master_bytes * t if strategy.zero_stage else 0
     offload = strategy.host_offload and device == "cuda"  # on a CPU device "offloaded" is where it was
     if PARAMETERS in strategy.shards:
-        compute = BF16 if half else FP32
+        compute = p.compute_bytes
         # two layers live at once (the one computing and the one prefetched) plus the root's embedding and head
         gathered = (2 * layer + 2 * shape.embedding_params) * compute
         bucket = layer * compute  # a layer's unsharded gradients before their reduce-scatter
@@ -158,16 +162,18 @@ def estimate(shape: Shape, cell: Cell, device: str, options: dict) -> MemoryEsti
             runtime,
             parameters=n * weight / world + gathered,
             gradients=(t * weight + master) / world + bucket,
-            optimizer=(master + t * ADAMW) / world,
+            optimizer=(master + t * p.optimizer_bytes) / world,
             activations=activations,
         )
-    casts = n * BF16 if half and not strategy.zero_stage else 0  # autocast's bf16 copies, kept for backward
+    # autocast's 16-bit copies, kept for backward
+    casts = n * p.compute_bytes if p.mixed and not strategy.zero_stage else 0
     # a replica; ZeRO-2 partitions the gradients as each layer's reduce bucket fills, ZeRO-1 only the optimizer
     # state; ZeRO-Offload steps the fp32 master partition and AdamW on the host
     sharded_grads = GRADIENTS in strategy.shards
     gradients = t * weight / world + layer * weight if sharded_grads else t * weight
     gradients += 0.0 if offload else master / world
-    optimizer = (master + t * ADAMW) / world if OPTIMIZER in strategy.shards else t * ADAMW
+    adamw = t * p.optimizer_bytes
+    optimizer = (master + adamw) / world if OPTIMIZER in strategy.shards else adamw
     if strategy.zero_stage and device == "cpu":
         optimizer += ZERO12_CPU_EXTRA * t / world
     optimizer = 0.0 if offload else optimizer

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from ftbench.cell import Cell
 from ftbench.launch.slurm import gpu_gres
-from ftbench.plan.estimate import ADAMW, FP32, GB, estimate, trainable_params
+from ftbench.plan.estimate import GB, estimate, trainable_params
 from ftbench.plan.model_shape import Shape
+from ftbench.precision import precision_of
 from ftbench.registry import STRATEGIES
 
 RUNTIME_GB = {"cpu": 1.0, "cuda": 4.0}
@@ -28,7 +29,8 @@ def host_offloaded_bytes(shape: Shape, cell: Cell, options: dict) -> float:
     if not STRATEGIES[cell.strategy].host_offload:
         return 0.0
     t = trainable_params(shape, cell.method, options)
-    return t * (2 * FP32 + ADAMW) / cell.gpus
+    p = precision_of(cell.precision)
+    return t * (2 * p.master_bytes + p.optimizer_bytes) / cell.gpus
 
 
 def per_rank_gb(shape: Shape, cell: Cell, device: str, options: dict) -> float:
@@ -38,7 +40,8 @@ def per_rank_gb(shape: Shape, cell: Cell, device: str, options: dict) -> float:
         predicted = estimate(shape, cell, "cpu", options)
         held = predicted.total - predicted.runtime
     else:
-        held = host_offloaded_bytes(shape, cell, options) + shape.embedding_params * FP32
+        loading = shape.embedding_params * precision_of(cell.precision).master_bytes  # the largest tensor read
+        held = host_offloaded_bytes(shape, cell, options) + loading
     return SLACK * (RUNTIME_GB["cpu" if device == "cpu" else "cuda"] + held / GB)
 
 

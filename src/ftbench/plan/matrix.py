@@ -12,14 +12,15 @@ import itertools
 import os
 from dataclasses import dataclass, field
 
-from ftbench.cell import Cell
+from ftbench.cell import AXES, Cell
 from ftbench.errors import ConfigError
 from ftbench.files import read_json
 from ftbench.launch.slurm import geometry
 from ftbench.plan.config import SUMMARY_COLUMNS, bpe_vocab_size, source_kind, tokenizer_source
 from ftbench.plan.estimate import device_capacity_gb, estimate_device, predicted_oom
 from ftbench.plan.model_shape import Shape, max_positions, model_shape
-from ftbench.registry import LAYERS, STRATEGIES, mesh_problem
+from ftbench.precision import precision_of, refusal
+from ftbench.registry import LAYERS, STRATEGIES
 
 
 @dataclass
@@ -42,17 +43,16 @@ def _prune_reason(
     """Why a combination cannot run at all (None: it runs). Besides these, only cells predicted not to fit
     are pruned, and only when limits.prune_predicted_oom asks. `device`: where its ranks run (cpu, cuda)."""
     strategy = STRATEGIES[cell.strategy]
-    if cell.precision not in strategy.precisions:
-        return f"{cell.strategy} does not run {cell.precision} (it runs {', '.join(strategy.precisions)})"
-    if cell.precision == "fp16" and strategy.zero_stage and device == "cpu":
-        return f"{cell.strategy}: DeepSpeed's CPU accelerator has no fp16 (run it on GPUs, or bf16 here)"
+    refused = refusal(cell.precision, cell.strategy, device)
+    if refused:
+        return refused
     stages = LAYERS in strategy.shards
     if cell.gpus < strategy.min_gpus:
         return f"{cell.strategy} needs at least {strategy.min_gpus} {'stages (GPUs)' if stages else 'GPUs'}"
     if stages and num_layers is not None and cell.gpus > num_layers:
         need = f"needs at least {cell.gpus} decoder layers"
         return f"{cell.strategy} with {cell.gpus} stages {need}, the model has {num_layers}"
-    problem = mesh_problem(cell.strategy, cell.gpus, cell.mesh, gpus_per_node)
+    problem = strategy.mesh.problem(cell.strategy, cell.gpus, cell.mesh, gpus_per_node)
     if problem:
         return problem
     if strategy.tensor_parallel:
@@ -64,13 +64,28 @@ def _prune_reason(
     return None
 
 
-def _mesh_axes(matrix: dict, strategy: str) -> list[tuple[int, int]]:
-    """(tp_degree, shard_group) pairs a strategy's cells sweep: `matrix.tp_degree` for fsdp_tp,
-    `matrix.shard_group` for hsdp, the default (0) for every other strategy."""
-    mesh = STRATEGIES[strategy].mesh
-    tp = matrix.get("tp_degree", [0]) if mesh == "fsdp_tp" else [0]
-    groups = matrix.get("shard_group", [0]) if mesh == "hsdp" else [0]
-    return list(itertools.product(tp, groups))
+def _products(matrix: dict, model: str, sizes: list[int]):
+    """Every cell of one model before pruning, in the axes' order: each strategy's product of the other axes'
+    values (a mesh axis only for the strategies whose mesh kind sweeps it), the micro-batches `sizes`."""
+    inner = [a for a in AXES if a.field not in ("model", "strategy")]
+    for strategy in matrix["strategies"]:
+        lists = [sizes if a.field == "batch_size_per_gpu" else a.values(matrix, strategy) for a in inner]
+        for combo in itertools.product(*lists):
+            values = dict(zip((a.field for a in inner), combo, strict=True))
+            gbs = values["batch_size_per_gpu"] * values["gpus"]
+            yield Cell(model=model, strategy=strategy, global_batch_size=gbs, **values)
+
+
+def _check_devices(matrix: dict, hardware: dict) -> None:
+    """Refuse a precision the configured device cannot run at all (fp8 on a CPU), before planning a cell."""
+    device = hardware.get("device")
+    for name in matrix.get("precision", []):
+        p = precision_of(name)
+        if device in ("cpu", "cuda") and device not in p.devices:
+            raise ConfigError(
+                f"matrix.precision: {name} needs {p.needs} and hardware.device is {device}; leave {name} out, "
+                "or run on such GPUs"
+            )
 
 
 def _check_models(config: dict) -> None:
@@ -104,14 +119,14 @@ def _check_models(config: dict) -> None:
                 raise ConfigError(f"models[{i}].tokenizer ({name}): vocab {vocab} must be in 300..1000000")
 
 
-def _global_batch(config: dict, index: int, model: dict, strategy: str, gpus: int, bs: int, dp: int) -> int:
-    """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks.
+def _global_batch(config: dict, index: int, model: dict, cell: Cell) -> int:
+    """The global batch of a cell, checked to divide into micro-batches x data-parallel ranks (its mesh's).
 
     Unset, it is batch_size_per_gpu x GPUs for every strategy (for pipeline: one micro-batch per stage; for
-    TP: one per rank of the group), so strategies at the same GPU count train on the same tokens. `dp`: the
-    cell's data-parallel ranks (its mesh)."""
+    TP: one per rank of the group), so strategies at the same GPU count train on the same tokens."""
     key = f"models[{index}].global_batch_size" if "global_batch_size" in model else "global_batch_size"
     gbs = model.get("global_batch_size", config.get("global_batch_size"))
+    strategy, gpus, bs, dp = cell.strategy, cell.gpus, cell.batch_size_per_gpu, cell.data_parallel_size
     if gbs is None:
         return bs * gpus
     if gbs % (bs * dp):
@@ -139,19 +154,14 @@ def _batch_sizes(config: dict, index: int, model: dict) -> list[int]:
 
 
 def plan(config: dict) -> Plan:
-    """Every cell of the matrix, in a stable order (model, strategy, gpus, method, precision, seq_len,
-    batch_size_per_gpu, activation_checkpointing)."""
+    """Every cell of the matrix, in a stable order: the axes' (ftbench.cell.AXES), model outermost."""
     _check_models(config)
     matrix = config["matrix"]
     gpus_per_node = config.get("hardware", {}).get("gpus_per_node", 8)
     for i, gpus in enumerate(matrix["gpus"]):
         geometry(gpus, gpus_per_node, key=f"matrix.gpus[{i}]")  # refuses a count that does not fill whole nodes
     ranks_device = estimate_device(config.get("hardware", {}))
-    if "fp8" in matrix.get("precision", []) and config.get("hardware", {}).get("device") == "cpu":
-        raise ConfigError(
-            "matrix.precision: fp8 needs a GPU with float8 matmuls (H100-class, compute capability 8.9+) and "
-            "hardware.device is cpu; leave fp8 out, or run on such GPUs"
-        )
+    _check_devices(matrix, config.get("hardware", {}))
     prune_oom = config.get("limits", {}).get("prune_predicted_oom", False)
     capacity = device_capacity_gb(config) if prune_oom else None
     device = ranks_device if prune_oom else None
@@ -174,39 +184,17 @@ def plan(config: dict) -> Plan:
                         f"matrix.seq_len[{j}]: {seq} exceeds models[{index}].architecture.max_positions={max_pos} "
                         f"({model['name']}); use at most {max_pos} or raise max_positions"
                     )
-        for strategy, gpus, method, precision, seq, bs, checkpointing in itertools.product(
-            matrix["strategies"],
-            matrix["gpus"],
-            matrix.get("method", ["full"]),
-            matrix.get("precision", ["fp32"]),
-            matrix["seq_len"],
-            sizes,
-            matrix.get("activation_checkpointing", ["none"]),
-        ):
-            for tp_degree, shard_group in _mesh_axes(matrix, strategy):
-                cell = Cell(
-                    model=model["name"],
-                    strategy=strategy,
-                    gpus=gpus,
-                    method=method,
-                    precision=precision,
-                    batch_size_per_gpu=bs,
-                    seq_len=seq,
-                    global_batch_size=bs * gpus,
-                    activation_checkpointing=checkpointing,
-                    tp_degree=tp_degree,
-                    shard_group=shard_group,
-                )
-                reason = _prune_reason(cell, num_layers, shape, gpus_per_node, ranks_device)
-                if not reason:  # a mesh that can be built: its data-parallel ranks divide the global batch
-                    gbs = _global_batch(config, index, model, strategy, gpus, bs, cell.data_parallel_size)
-                    cell = dataclasses.replace(cell, global_batch_size=gbs)
-                if prune_oom and not reason:
-                    reason = predicted_oom(cell, shape, device, capacity, config["options"])
-                if reason:
-                    result.pruned.append((cell, reason))
-                else:
-                    result.cells.append(cell)
+        for cell in _products(matrix, model["name"], sizes):
+            reason = _prune_reason(cell, num_layers, shape, gpus_per_node, ranks_device)
+            if not reason:  # a mesh that can be built: its data-parallel ranks divide the global batch
+                gbs = _global_batch(config, index, model, cell)
+                cell = dataclasses.replace(cell, global_batch_size=gbs)
+            if prune_oom and not reason:
+                reason = predicted_oom(cell, shape, device, capacity, config["options"])
+            if reason:
+                result.pruned.append((cell, reason))
+            else:
+                result.cells.append(cell)
     if not result.cells:
         reasons = sorted({reason for _, reason in result.pruned})
         raise ConfigError(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ftbench.cell import OPTIONAL_SEGMENTS, parse_cell_id
+from ftbench.cell import AXES, Cell
 from ftbench.files import atomic_write_bytes, read_json
 from ftbench.launch import slurm
 from ftbench.peaks import datasheet_peak
@@ -41,9 +41,9 @@ SLURM_STATES = {
     "FAILED": (STATUS_FAILED, "Slurm FAILED: the job ended before the launcher recorded a result"),
 }
 
-KEY_COLUMNS = list(SUMMARY_COLUMNS[:8])
+KEY_COLUMNS = ["cell_id", *(a.field for a in AXES)]
 FRONT_COLUMNS = list(SUMMARY_COLUMNS)
-SCHEMA_OVERRIDES = {"gpus": pl.Int64, "batch_size_per_gpu": pl.Int64, "seq_len": pl.Int64, "zero_stage": pl.Int64}
+SCHEMA_OVERRIDES = {**{a.field: pl.Int64 for a in AXES if a.kind is int}, "zero_stage": pl.Int64}
 
 
 def flatten(metrics: dict) -> dict:
@@ -52,23 +52,16 @@ def flatten(metrics: dict) -> dict:
     prov = metrics.get("provenance", {})
     row.update({k: v for k, v in prov.items() if not isinstance(v, dict | list)})
     row.update({f"{pkg}_version": v for pkg, v in prov.get("versions", {}).items()})
-    for segment in OPTIONAL_SEGMENTS:  # results from before the field existed ran at its default
-        row.setdefault(segment.field, segment.default)
+    for axis in AXES:  # results from before an optional axis existed ran at its default
+        if axis.optional:
+            row.setdefault(axis.field, axis.default)
     return row
 
 
-def pending_row(cell_id: str, status: str = STATUS_PENDING) -> dict:
-    """A row for a cell without metrics: never ran (pending) or left out of the plan (pruned)."""
-    parts = parse_cell_id(cell_id)
-    return {
-        "cell_id": cell_id,
-        **{k: parts[k] for k in ("model", "strategy", "method", "precision")},
-        "gpus": int(parts["gpus"]),
-        "batch_size_per_gpu": int(parts["bs"]),
-        "seq_len": int(parts["seq"]),
-        **{segment.field: parts[segment.field] for segment in OPTIONAL_SEGMENTS},
-        "status": status,
-    }
+def pending_row(cell: dict, status: str = STATUS_PENDING, cell_type: type[Cell] = Cell) -> dict:
+    """A row for a cell (its record, `Cell.to_dict`) without metrics: never ran (pending), failed before
+    writing any, or left out of the plan (pruned)."""
+    return cell_type.key_row(cell, status)
 
 
 def read_metrics(path: str | Path) -> tuple[dict | None, str | None]:
@@ -93,14 +86,14 @@ def job_record(cell_dir: Path, name: str) -> Path | None:
     return next((p for p in found if p.exists()), None)
 
 
-def slurm_row(cell_id: str, job_file: Path | None) -> dict:
+def slurm_row(cell: dict, job_file: Path | None) -> dict:
     """A cell without any record of its own: Slurm's word on its last job (sacct), else pending."""
     job_id = read_json(job_file).get("slurm", {}).get("job_id") if job_file and job_file.exists() else None
     state = slurm.job_state(job_id) if job_id else None
     if state not in SLURM_STATES:
-        return pending_row(cell_id)
+        return pending_row(cell)
     status, note = SLURM_STATES[state]
-    return {**pending_row(cell_id, status), "slurm_state": state, "slurm_job_id": job_id, "note": note}
+    return {**pending_row(cell, status), "slurm_state": state, "slurm_job_id": job_id, "note": note}
 
 
 def add_mfu(frame: pl.DataFrame, calibration: dict | None) -> pl.DataFrame:
@@ -182,20 +175,22 @@ def add_rates(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def collect(
-    cell_ids: list[str],
+    cells: list[dict],
     metrics_files: list[str | Path],
-    pruned: dict[str, str] | None = None,
+    pruned: list[tuple[dict, str]] | None = None,
     calibration: str | Path | None = None,
     estimates: dict[str, dict[str, float | None]] | None = None,
     estimate_device: str = "cpu",
     prices: dict[str, float] | None = None,
 ) -> pl.DataFrame:
-    """One row per cell of the plan, in plan order (`metrics_files[i]` is where cell i's metrics would be):
-    its metrics (ok, oom, timeout), `failed` with the reason from failure.json, or `pending`; then one
-    `pruned` row per pruned cell with its reason in `note`. `estimates` ({device: {cell id: GB}}) and
-    `prices` (cost.price_per_gpu_hour) add the estimate and cost columns."""
+    """One row per cell of the plan (`cells`: their records, `Cell.to_dict`), in plan order (`metrics_files[i]`
+    is where cell i's metrics would be): its metrics (ok, oom, timeout), `failed` with the reason from
+    failure.json, or `pending`; then one `pruned` row per pruned (record, reason), the reason in `note`.
+    `estimates` ({device: {cell id: GB}}) and `prices` (cost.price_per_gpu_hour) add the estimate and cost
+    columns."""
     rows = []
-    for cell_id, path in zip(cell_ids, metrics_files, strict=True):
+    for cell, path in zip(cells, metrics_files, strict=True):
+        cell_id = Cell(**cell).id
         failure = job_record(Path(path).parent, FAILURE_FILE)
         if Path(path).exists():
             metrics, problem = read_metrics(path)
@@ -203,7 +198,7 @@ def collect(
                 rows.append(flatten(metrics))
             else:  # never aggregated as if fine: a failed row that says why
                 log.warning("%s: %s", cell_id, problem)
-                rows.append({**pending_row(cell_id, STATUS_FAILED), "note": problem[:300]})
+                rows.append({**pending_row(cell, STATUS_FAILED), "note": problem[:300]})
         elif failure:  # the job died; its declared output is gone, the reason stayed beside it
             try:
                 record = read_json(failure)
@@ -211,10 +206,10 @@ def collect(
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
                 reason = f"{FAILURE_FILE} unreadable: {failure}: {type(e).__name__}: {e}"
                 log.warning("%s: %s", cell_id, reason)
-            rows.append({**pending_row(cell_id, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
+            rows.append({**pending_row(cell, STATUS_FAILED), "note": reason.splitlines()[0][:300]})
         else:
-            rows.append(slurm_row(cell_id, job_record(Path(path).parent, JOB_FILE)))
-    rows += [{**pending_row(cell_id, STATUS_PRUNED), "note": reason} for cell_id, reason in (pruned or {}).items()]
+            rows.append(slurm_row(cell, job_record(Path(path).parent, JOB_FILE)))
+    rows += [{**pending_row(cell, STATUS_PRUNED), "note": reason} for cell, reason in pruned or []]
     frame = pl.DataFrame(rows, schema_overrides=SCHEMA_OVERRIDES, infer_schema_length=None)
     frame = add_mfu(frame, read_json(calibration) if calibration else None)
     frame = add_estimates(frame, estimates or {}, estimate_device)

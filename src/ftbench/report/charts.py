@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from ftbench.cell import AXES, Axis
 from ftbench.files import atomic_write_bytes, atomic_write_text
 
 if TYPE_CHECKING:
@@ -24,21 +25,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMATS = ("png", "svg", "html")
-GROUP = [
-    "model",
-    "strategy",
-    "method",
-    "precision",
-    "seq_len",
-    "batch_size_per_gpu",
-    "activation_checkpointing",
-    "tp_degree",
-    "shard_group",
-]
+GROUP = [a.field for a in AXES if a.field != "gpus"]
 """Cells that differ only in their GPU count: one line of a chart (summaries from before a field existed lack
 its column)."""
-VARIANTS = ("method", "precision", "seq_len", "activation_checkpointing", "tp_degree", "shard_group")
-"""What a run may vary besides strategy and GPUs: one chart panel per combination."""
 
 
 @dataclass(frozen=True)
@@ -91,15 +80,11 @@ def with_scaling(frame: pl.DataFrame) -> pl.DataFrame:
     return joined.with_columns((per_gpu / pl.col("_base_per_gpu")).alias("scaling_efficiency")).drop("_base_per_gpu")
 
 
-def with_variant(frame: pl.DataFrame) -> pl.DataFrame:
-    """`variant`: the method/precision/seq_len/checkpointing a run varies besides the strategy (one panel each)."""
-    varying = [c for c in VARIANTS if c in frame.columns and frame.get_column(c).n_unique() > 1]
-    label = {
-        "activation_checkpointing": lambda c: pl.lit("ckpt ") + pl.col(c),
-        "tp_degree": lambda c: pl.lit("tp ") + pl.col(c).cast(pl.String),  # 0: the strategy's default mesh
-        "shard_group": lambda c: pl.lit("sg ") + pl.col(c).cast(pl.String),
-    }
-    parts = [label.get(c, lambda c: pl.col(c).cast(pl.String))(c) for c in varying] or [pl.lit("")]
+def with_variant(frame: pl.DataFrame, axes: tuple[Axis, ...] = AXES) -> pl.DataFrame:
+    """`variant`: the panel axes (method, precision, seq_len, checkpointing, mesh degrees...) a run varies
+    besides the strategy, each value with its axis's label (`tp 0`: the strategy's default mesh); one panel each."""
+    varying = [a for a in axes if a.panel and a.field in frame.columns and frame.get_column(a.field).n_unique() > 1]
+    parts = [pl.lit(a.label) + pl.col(a.field).cast(pl.String) for a in varying] or [pl.lit("")]
     return frame.with_columns(pl.concat_str(parts, separator=" ").alias("variant"))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
+from ftbench.cell import AXES, Axis
 from ftbench.files import atomic_write_bytes, atomic_write_text
 from ftbench.record import STATUS_OOM
 from ftbench.report import aggregate
@@ -67,35 +68,37 @@ COLUMNS = [
 ]
 
 
-# (header, column, formatter, after which header): shown only for a model with a cell off the default, so a
-# run without activation checkpointing renders the table it always did
-CHECKPOINTING_COLUMNS = [
-    ("act. ckpt", "activation_checkpointing", lambda v: "none" if v is None else str(v), "batch/GPU"),
-    ("HFU", "hfu_measured", _percent, "MFU"),
-]
+# (header, column, formatter, after which header): shown beside an optional axis's column, what it changes
+COMPANIONS = {"activation_checkpointing": [("HFU", "hfu_measured", _percent, "MFU")]}
 
 
-def _mesh(row: dict) -> str:
-    """A set mesh shape: `tp 4`, `sg 8`; the strategy's default: —."""
-    parts = [f"{tag} {row[c]}" for tag, c in (("tp", "tp_degree"), ("sg", "shard_group")) if row.get(c)]
-    return ", ".join(parts) or "—"
+def _axis_column(group: list[Axis]) -> tuple:
+    """The column of the optional axes that share a header: one axis shows its value; several (the mesh: `tp`,
+    `sg`) show `<label><value>` for each set off its default, else —."""
+    first = group[0]
+    if len(group) == 1:
+        return first.header, first.field, lambda v: str(first.default if v is None else v), first.after
 
+    def text(row: dict) -> str:
+        parts = [f"{a.label}{row[a.field]}" for a in group if row.get(a.field) not in (None, a.default)]
+        return ", ".join(parts) or "—"
 
-# shown only for a model with a cell whose mesh shape is set (matrix.tp_degree / shard_group)
-MESH_COLUMNS = [("mesh", None, _mesh, "ZeRO")]
+    return first.header, None, text, first.after
 
 
 def _off_default(rows: pl.DataFrame, column: str, default) -> bool:
     return column in rows.columns and not rows.get_column(column).fill_null(default).eq(default).all()
 
 
-def columns_for(rows: pl.DataFrame) -> list[tuple]:
-    """The table's columns for a model's rows: COLUMNS, plus the checkpointing ones where any cell uses it
-    and the mesh where any cell sets one."""
-    extra = [
-        *(CHECKPOINTING_COLUMNS if _off_default(rows, "activation_checkpointing", "none") else []),
-        *(MESH_COLUMNS if _off_default(rows, "tp_degree", 0) or _off_default(rows, "shard_group", 0) else []),
-    ]
+def columns_for(rows: pl.DataFrame, axes: tuple[Axis, ...] = AXES) -> list[tuple]:
+    """The table's columns for a model's rows: COLUMNS, plus each optional axis's column (and its
+    companions) where any cell is off its default, so a run at every default renders the table it always did."""
+    extra = []
+    optional = [a for a in axes if a.optional and a.header]
+    for header in dict.fromkeys(a.header for a in optional):
+        group = [a for a in optional if a.header == header]
+        if any(_off_default(rows, a.field, a.default) for a in group):
+            extra += [_axis_column(group), *(c for a in group for c in COMPANIONS.get(a.field, []))]
     columns = list(COLUMNS)
     for header, column, fmt, after in extra:
         at = next(i for i, (h, _, _) in enumerate(columns) if h == after) + 1

@@ -11,14 +11,11 @@ import time
 import torch
 
 from ftbench.files import atomic_write_json
+from ftbench.precision import precision_of
 from ftbench.train import provenance
 from ftbench.train.metrics import sync
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""The precisions whose matmul ceiling is measured (fp8 cells have no measured MFU: their float8 matmuls are
-torchao's kernels, not a dtype to time here)."""
 
 
 def time_matmul(a: torch.Tensor, b: torch.Tensor, device: torch.device) -> float:
@@ -66,7 +63,10 @@ def calibrate(
         "device": device.type,
         "device_model": torch.cuda.get_device_name(device) if device.type == "cuda" else provenance.cpu_model(),
         "cpu_threads": threads if device.type == "cpu" else None,
-        "matmul": {name: matmul_flops(device, DTYPES[name], size, reps, budget_s) for name in precisions},
+        "matmul": {
+            name: matmul_flops(device, getattr(torch, precision_of(name).compute_dtype), size, reps, budget_s)
+            for name in precisions
+        },
         "versions": {"torch": torch.__version__},
     }
     for name, m in result["matmul"].items():

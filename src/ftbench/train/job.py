@@ -93,7 +93,7 @@ class Setup:
 def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: loop.Progress | None = None) -> dict | None:
     """Train the cell and, on rank 0, write its metrics.json; `progress` is kept current for a failure report."""
     progress = loop.Progress() if progress is None else progress
-    cell = Cell(**spec["cell"])
+    cell = Cell.from_dict(spec["cell"], where="--spec cell")
     setup = set_up(spec, cell, model_dir, cache_dir, progress)
     measured = measure(setup, spec, cell, cache_dir, progress)
     # Free the wrapped model (it holds the process group) while every peer is still connected: a group

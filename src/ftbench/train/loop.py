@@ -101,8 +101,8 @@ def train(
     """Run `warmup` untimed then `measure` timed optimizer steps; per-step times and mean losses. With an
     `optimizer` config that asks for a schedule, each step's learning rate is set before it.
 
-    `progress` (if given) is kept current, so a rank that fails mid-way can report what it measured."""
-    check_enough_data(len(blocks), cell)
+    `progress` (if given) is kept current, so a rank that fails mid-way can report what it measured. The job
+    checked that `blocks` hold a global batch before its process group started (`check_enough_data`)."""
     order = np.random.default_rng(seed).permutation(len(blocks))
     clock = StepClock(device)
     progress = Progress() if progress is None else progress

@@ -10,6 +10,7 @@ from typing import Protocol
 
 import torch
 
+from ftbench.precision import precision_of
 from ftbench.train.weights import Weights
 
 
@@ -48,14 +49,15 @@ class Trainer(Protocol):
         """Greedy continuation of `prompts` by exactly `new_tokens` tokens."""
 
 
-COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp8": torch.bfloat16}
-"""The dtype a precision computes in besides fp32 master weights (fp8: float8 matmuls inside, the rest bf16)."""
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype a precision computes in (ftbench.precision; fp8: float8 matmuls inside, the rest bf16)."""
+    return getattr(torch, precision_of(precision).compute_dtype)
 
 
 def autocast(precision: str, device: torch.device):
     """bf16 / fp16 / fp8: autocast around forward with fp32 master weights; fp32: nothing."""
-    if precision in COMPUTE_DTYPES:
-        return torch.autocast(device_type=device.type, dtype=COMPUTE_DTYPES[precision])
+    if precision_of(precision).mixed:
+        return torch.autocast(device_type=device.type, dtype=compute_dtype(precision))
     return contextlib.nullcontext()
 
 
@@ -63,15 +65,15 @@ def mixed_precision_policy(precision: str):
     """FSDP2's policy: compute in the precision's dtype, reduce gradients in fp32, keep fp32 shards."""
     from torch.distributed.fsdp import MixedPrecisionPolicy
 
-    if precision in COMPUTE_DTYPES:
-        return MixedPrecisionPolicy(param_dtype=COMPUTE_DTYPES[precision], reduce_dtype=torch.float32)
+    if precision_of(precision).mixed:
+        return MixedPrecisionPolicy(param_dtype=compute_dtype(precision), reduce_dtype=torch.float32)
     return MixedPrecisionPolicy()
 
 
 def grad_scaler(precision: str, device: torch.device, sharded: bool = False):
     """fp16's dynamic loss scaling, as each strategy's users run it: torch's GradScaler, FSDP's
     ShardedGradScaler for sharded gradients (it finds overflow on every rank's shard); None otherwise."""
-    if precision != "fp16":
+    if not precision_of(precision).loss_scaling:
         return None
     if sharded:
         from torch.distributed.fsdp.sharded_grad_scaler import ShardedGradScaler

@@ -17,6 +17,7 @@ from __future__ import annotations
 import deepspeed
 import torch
 
+from ftbench.precision import precision_of
 from ftbench.train.layers import decoder_layers
 from ftbench.train.strategies.base import TrainEnv, adamw, greedy_generate
 
@@ -65,6 +66,7 @@ def stage3_settings(model: torch.nn.Module) -> dict:
 
 def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Module | None = None) -> dict:
     zero = {"stage": stage}
+    compute = precision_of(cell.precision).compute_dtype
     if model is not None:
         zero.update(stage3_settings(model) if stage == 3 else bucket_settings(model))
     if offload:
@@ -75,9 +77,9 @@ def ds_config(cell, env: TrainEnv, stage: int, offload: bool, model: torch.nn.Mo
         "gradient_accumulation_steps": cell.grad_accum_steps,
         "gradient_clipping": env.max_grad_norm,
         "zero_optimization": zero,
-        "bf16": {"enabled": cell.precision == "bf16"},
+        "bf16": {"enabled": compute == "bfloat16"},
         # fp16: DeepSpeed's own dynamic loss scaling (scale 2^16 to start, halved on overflow, step skipped)
-        "fp16": {"enabled": cell.precision == "fp16", "loss_scale": 0, "initial_scale_power": 16},
+        "fp16": {"enabled": compute == "float16", "loss_scale": 0, "initial_scale_power": 16},
         "steps_per_print": 2**31 - 1,
     }
 
