@@ -141,7 +141,7 @@ class Cell:
     precision: str = axis(unset="fp32", key="precision", wildcard="precision")
     """`fp32`; `bf16`, `fp16` (loss-scaled) or `fp8` (torchao float8 linears) with fp32 master weights
     (ftbench.precision)."""
-    batch_size_per_gpu: int = axis(wildcard="bs", panel=False)
+    batch_size_per_gpu: int = axis(key="batch_size_per_gpu", wildcard="bs", panel=False)
     """Micro-batch per data-parallel rank, in samples of `seq_len` tokens (planning: the model's, else
     matrix.batch_size_per_gpu, else the top level's)."""
     seq_len: int = axis(key="seq_len", wildcard="seq")
@@ -220,7 +220,7 @@ class Cell:
             raise ConfigError(f"{where}: unknown fields {unknown}, missing fields {missing} in {record}")
         for name, value in record.items():
             if type(value) is not hints[name]:  # bool is not an int here, nor "2" a 2
-                raise ConfigError(f"{where}.{name}: {value!r} is not a {hints[name].__name__}")
+                raise ConfigError(f"{where}.{name}: {value!r} is not of type {hints[name].__name__}")
         if record["strategy"] not in STRATEGIES:
             raise ConfigError(f"{where}.strategy: unknown strategy {record['strategy']!r}")
         return cls(**record)

@@ -26,3 +26,31 @@ def test_every_relative_link_resolves(repo):
             elif anchor and file.suffix == ".md" and anchor not in anchors(file):
                 broken.append(f"{page.name}: {target} (no such heading)")
     assert broken == []
+
+
+def documented_rules(page: Path) -> list[str]:
+    """The rule column of a page's rule table."""
+    return re.findall(r"^\| `(\w+)` \|", page.read_text(), re.M)
+
+
+def test_what_runs_lists_every_rule_snakemake_lists(repo, tmp_path):
+    import subprocess
+    import sys
+
+    listed = set()
+    for extra in ([], ["--config", "repeats=2"]):  # merge_repeats exists only with repeats
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "--directory", str(tmp_path)]
+        cmd += ["--configfile", str(repo / ".test" / "config.yaml"), "--list-rules", *extra]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        listed |= set(out.split())
+    assert sorted(documented_rules(repo / "docs" / "what-runs.md")) == sorted(listed)
+
+
+def test_readmes_layout_names_every_module_of_the_package(repo):
+    layout = repo.joinpath("README.md").read_text().split("## Layout", 1)[1].split("\n## ", 1)[0]
+    package = repo / "src" / "ftbench"
+    modules = {p.stem for p in package.rglob("*.py") if not p.name.startswith("__")}
+    named = set(re.findall(r"\b(\w+)\b", layout))
+    assert sorted(modules - named) == []
+    folders = {p.name for p in package.iterdir() if p.is_dir() and not p.name.startswith("__")}
+    assert sorted(f for f in folders if f"{f}/" not in layout) == []

@@ -1,0 +1,112 @@
+"""The matrix's axes are declared once, on the Cell's fields: a throwaway axis shows that the id grammar, the
+summary's columns, pending and pruned rows, the tables' columns and the charts' panels follow its declaration;
+every declaration is held to the schema, the precision table and the mesh kinds."""
+
+import dataclasses
+
+import polars as pl
+import pytest
+import yaml
+from helpers import cell
+
+from ftbench import precision
+from ftbench.cell import AXES, Cell, axis
+from ftbench.errors import ConfigError
+from ftbench.plan.config import METRIC_COLUMNS, summary_columns
+from ftbench.registry import MESH_KINDS, STRATEGIES
+from ftbench.report import aggregate, charts, tables
+
+AttentionCell = dataclasses.make_dataclass(
+    "AttentionCell",
+    [("attention", str, axis("sdpa", key="attention", tag="attn", header="attention", after="precision", label="a "))],
+    bases=(Cell,),
+    frozen=True,
+)
+"""A cell type with one more axis, declared as a new knob would be."""
+
+
+def attention_cell(attention: str, **fields) -> Cell:
+    return AttentionCell(**{**cell(**fields).all_fields(), "attention": attention})
+
+
+def test_a_new_axis_leaves_every_existing_id_and_record_as_it_was():
+    plain = cell("fsdp", 2, activation_checkpointing="full")
+    same = attention_cell("sdpa", strategy="fsdp", gpus=2, activation_checkpointing="full")
+    assert same.id == plain.id == "m/fsdp/2gpu/full-fp32-bs8-seq64-ac-full"
+    assert same.to_dict() == plain.to_dict()
+
+
+def test_a_new_axis_gets_its_id_segment_parser_and_wildcard():
+    flash = attention_cell("flash", strategy="fsdp", gpus=2, activation_checkpointing="full")
+    assert flash.id == "m/fsdp/2gpu/full-fp32-bs8-seq64-ac-full-attn-flash"
+    grammar = AttentionCell.grammar()
+    assert grammar.parse(flash.id)["attention"] == "flash" and grammar.parse(cell().id)["attention"] == "sdpa"
+    assert grammar.options_wildcard.endswith("(?:-attn-(?:[a-z0-9.]+))?")
+    assert AttentionCell.from_dict(flash.to_dict()) == flash
+
+
+def test_a_new_axis_is_a_summary_column_and_in_pending_and_pruned_rows():
+    columns = summary_columns(AttentionCell.axes())
+    assert columns[: columns.index("status")] == ("cell_id", *(a.field for a in AXES), "attention")
+    assert columns[columns.index("status") :] == METRIC_COLUMNS
+    flash = attention_cell("flash")
+    row = aggregate.pending_row(flash.to_dict(), "pruned", cell_type=AttentionCell)
+    assert row == {"cell_id": flash.id, **{a.field: getattr(flash, a.field) for a in AXES}, "attention": "flash"} | {
+        "status": "pruned"
+    }
+
+
+def test_a_new_axis_gets_its_table_column_only_where_a_cell_is_off_its_default():
+    def headers(*values):
+        rows = pl.DataFrame({"attention": list(values), "activation_checkpointing": ["none"] * len(values)})
+        return [h for h, _, _ in tables.columns_for(rows, AttentionCell.axes())]
+
+    assert "attention" not in headers("sdpa", "sdpa")
+    shown = headers("sdpa", "flash")
+    assert shown[shown.index("precision") + 1] == "attention"
+
+
+def test_a_new_axis_splits_chart_panels_with_its_label():
+    rows = pl.DataFrame({"attention": ["sdpa", "flash"], "precision": ["bf16", "bf16"]})
+    assert charts.with_variant(rows, AttentionCell.axes()).get_column("variant").to_list() == ["a sdpa", "a flash"]
+
+
+def test_every_axis_with_a_key_is_the_schemas_matrix_list_of_its_type_and_default(repo):
+    schema = yaml.safe_load((repo / "schemas" / "config.schema.yaml").read_text())["properties"]["matrix"]
+    for a in (a for a in AXES if a.key):
+        entry = schema["properties"][a.key]
+        assert entry["type"] == "array", a.key
+        items = entry["items"]
+        if a.kind is int:
+            assert items.get("type") == "integer" or items.get("$ref") == "#/$defs/positive_int", a.key
+        else:
+            assert "enum" in items, a.key
+        if a.default is not dataclasses.MISSING and "default" in entry:
+            assert entry["default"] == [a.default], a.key
+    assert schema["properties"]["precision"]["items"]["enum"] == list(precision.NAMES)
+
+
+def test_every_mesh_axis_is_swept_by_a_mesh_kind_and_back():
+    mesh_axes = {a.field for a in AXES if a.mesh}
+    assert {kind.sweeps for kind in MESH_KINDS.values() if kind.sweeps} == mesh_axes
+    assert all(row.mesh in MESH_KINDS.values() for row in STRATEGIES.values())
+
+
+def test_every_precision_names_real_strategies_and_each_strategy_runs_fp32_and_bf16():
+    for p in precision.PRECISIONS.values():
+        assert set(p.strategies) <= set(STRATEGIES) and set(p.not_on_cpu) <= set(p.strategies), p.name
+    assert all({"fp32", "bf16"} <= set(precision.precisions_run_by(name)) for name in STRATEGIES)
+
+
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        ({**cell().to_dict(), "gpus": "2"}, r"cell\.gpus: '2' is not of type int"),
+        ({**cell().to_dict(), "attention": "flash"}, r"unknown fields \['attention'\]"),
+        ({k: v for k, v in cell().to_dict().items() if k != "seq_len"}, r"missing fields \['seq_len'\]"),
+        ({**cell().to_dict(), "strategy": "zero4"}, r"cell\.strategy: unknown strategy 'zero4'"),
+    ],
+)
+def test_a_cell_record_is_parsed_and_checked_in_one_place(record, message):
+    with pytest.raises(ConfigError, match=message):
+        Cell.from_dict(record)
