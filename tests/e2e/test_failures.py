@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
+import helpers
 import pytest
 import yaml
 from test_workflow import job_counts
@@ -49,8 +49,7 @@ def scenario(tmp_path, raw_test_config, models: dict, **overrides) -> Path:
 
 
 def summary(workdir: Path) -> dict[str, dict]:
-    frame = pl.read_csv(workdir / "results" / "fail" / "summary.csv", infer_schema_length=None)
-    return {row["model"]: row for row in frame.iter_rows(named=True)}
+    return helpers.summary(workdir, "fail", key="model")
 
 
 def readme_row(workdir: Path, model: str) -> str:

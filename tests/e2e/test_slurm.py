@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
+import helpers
 import pytest
 import yaml
 from helpers import record
@@ -76,8 +76,7 @@ def job_comment(model: str, gpus: int) -> str:
 
 
 def summary(workdir: Path) -> dict[str, dict]:
-    frame = pl.read_csv(workdir / "results" / RUN / "summary.csv", infer_schema_length=None)
-    return {row["cell_id"]: row for row in frame.iter_rows(named=True)}
+    return helpers.summary(workdir, RUN)
 
 
 def cell(model: str, gpus: int) -> str:

@@ -6,6 +6,7 @@ import json
 import time
 from pathlib import Path
 
+import helpers
 import pytest
 
 from ftbench.cell import Cell
@@ -29,8 +30,8 @@ SMALL = {
 LLAMA_70B = Shape.from_config_json(json.loads((SHAPES / "llama-2-70b.json").read_text()))
 
 
-def cell(strategy="ddp", gpus=1, method="full", precision="fp32", bs=8, seq=64, checkpointing="none"):
-    return Cell("m", strategy, gpus, method, precision, bs, seq, bs * gpus, checkpointing)
+def cell(strategy="ddp", gpus=1, method="full", precision="fp32", bs=8, seq=64, checkpointing="none") -> Cell:
+    return helpers.cell(strategy, gpus, method, precision, bs, seq, activation_checkpointing=checkpointing)
 
 
 @pytest.mark.parametrize(

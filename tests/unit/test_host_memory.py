@@ -2,6 +2,7 @@
 
 import json
 
+import helpers
 import pytest
 
 from ftbench.cell import Cell
@@ -12,8 +13,8 @@ from ftbench.plan.model_shape import Shape
 LLAMA_120M = Shape(hidden=768, layers=16, intermediate=2048, vocab=4096, heads=12, kv_heads=12)
 
 
-def cell(strategy, gpus=4, method="full"):
-    return Cell("m", strategy, gpus, method, "fp32", 1, 64, gpus)
+def cell(strategy, gpus=4, method="full") -> Cell:
+    return helpers.cell(strategy, gpus, method, bs=1)
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

@@ -1,3 +1,5 @@
+import helpers
+
 from ftbench.cell import Cell
 from ftbench.plan.estimate import GB, MemoryEstimate
 from ftbench.plan.preview import render
@@ -6,7 +8,7 @@ HW = {"gpus_per_node": 8}
 
 
 def cell(gpus):
-    return Cell("m", "ddp", gpus, "full", "bf16", 4, 1024, 4 * gpus)
+    return helpers.cell(gpus=gpus, precision="bf16", bs=4, seq=1024)
 
 
 def test_preview_counts_nodes_and_gpu_hours_of_cells_still_to_run(tmp_path):
