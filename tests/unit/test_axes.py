@@ -3,6 +3,7 @@ summary's columns, pending and pruned rows, the tables' columns and the charts' 
 every declaration is held to the schema, the precision table and the mesh kinds."""
 
 import dataclasses
+import re
 
 import polars as pl
 import pytest
@@ -110,3 +111,18 @@ def test_every_precision_names_real_strategies_and_each_strategy_runs_fp32_and_b
 def test_a_cell_record_is_parsed_and_checked_in_one_place(record, message):
     with pytest.raises(ConfigError, match=message):
         Cell.from_dict(record)
+
+
+def test_the_strategies_pages_precision_table_says_what_the_precision_table_holds(repo):
+    page = (repo / "docs" / "strategies.md").read_text().split("### Precisions", 1)[1].split("\n\n**", 1)[0]
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `(\w+)` \| .*? \| (.*?) \| .*? \|$", page, re.M)}
+    assert set(rows) == set(precision.NAMES) - {"fp32"}
+    for name, text in rows.items():
+        runs = set(precision.precision_of(name).strategies)
+        named = set(re.findall(r"\b(\w+)\b", text)) & set(STRATEGIES)
+        if text == "all":
+            assert runs == set(STRATEGIES), name
+        elif text.startswith("all but"):
+            assert named == set(STRATEGIES) - runs, name
+        else:
+            assert named == runs, name
