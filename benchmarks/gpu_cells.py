@@ -77,7 +77,7 @@ def main() -> None:
         ceiling = calibrate.calibrate(args.device, 1, args.out / "calibration.json", 8192 if not args.quick else 1024)
         for name, m in ceiling["matmul"].items():
             print(f"{ceiling['device_model']}: {name} matmul ceiling {m['flops_per_s'] / 1e12:.1f} TFLOP/s", flush=True)
-        ids, files = [], []
+        records, files = [], []
         for precision in args.precisions:
             for strategy in strategies:
                 cell = Cell("llama-gpu", strategy, 1, "full", precision, p["bs"], p["seq"], p["bs"])
@@ -92,9 +92,9 @@ def main() -> None:
                 dest = args.out / "runs" / tag / "metrics.json"
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(work / "runs" / tag / "metrics.json", dest)
-                ids.append(cell.id)
+                records.append(cell.to_dict())
                 files.append(dest)
-        summary = aggregate.collect(ids, files, calibration=args.out / "calibration.json")
+        summary = aggregate.collect(records, files, calibration=args.out / "calibration.json")
         summary.write_csv(args.out / "summary.csv")
         print(tables.render(summary))
         print(json.dumps({"params_total": json.loads(files[0].read_text())["params_total"]}))

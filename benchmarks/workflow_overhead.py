@@ -91,7 +91,7 @@ def planning(work: Path, models: int, repeats: int) -> tuple[int, float, float, 
     )
 
 
-def synthetic_metrics(work: Path, n: int) -> tuple[list[str], list[Path]]:
+def synthetic_metrics(work: Path, n: int) -> tuple[list[dict], list[Path]]:
     """n metrics.json files shaped like a real cell's (every field of the contract, provenance included)."""
     template = {
         "status": "ok",
@@ -128,18 +128,16 @@ def synthetic_metrics(work: Path, n: int) -> tuple[list[str], list[Path]]:
             "versions": {"torch": "2.13.0", "transformers": "5.23.0", "deepspeed": "0.19.8"},
         },
     }
-    ids, paths = [], []
+    cells, paths = [], []
     for i in range(n):
         model, strategy, gpus, seq = f"m{i // 1000}", ("ddp", "fsdp", "zero3")[i % 3], 2 ** (i % 5), 64 * (i % 10 + 1)
         cell = Cell(model, strategy, gpus, "full", "bf16", 8, seq, 8 * gpus, ("none", "full")[i % 2])
-        cell_id = cell.id
         path = work / "runs" / f"{i}" / "metrics.json"
         path.parent.mkdir(parents=True)
-        record = {**template, "cell_id": cell_id, **cell.all_fields()}
-        path.write_text(json.dumps(record))
-        ids.append(cell_id)
+        path.write_text(json.dumps({**template, "cell_id": cell.id, **cell.all_fields()}))
+        cells.append(cell.to_dict())
         paths.append(path)
-    return ids, paths
+    return cells, paths
 
 
 def main() -> None:
@@ -150,9 +148,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ftbench-overhead-") as tmp:
         work = Path(tmp)
         cells, t_ours, t_bare, ratio = planning(work, models, repeats)
-        ids, paths = synthetic_metrics(work, n_metrics)
+        records, paths = synthetic_metrics(work, n_metrics)
         start = time.perf_counter()
-        frame = aggregate.collect(ids, paths)
+        frame = aggregate.collect(records, paths)
         aggregate.write(frame, parquet=work / "summary.parquet", csv=work / "summary.csv")
         t_aggregate = time.perf_counter() - start
         frame = pl.read_csv(work / "summary.csv", infer_schema_length=None)

@@ -20,6 +20,7 @@ from ftbench.plan.config import (
     tokenizer_id,
     tokenizer_source as tokenizer_source_of,
 )
+from ftbench.plan import estimate
 from ftbench.plan.config_check import check_config, check_local_sources
 from ftbench.plan.model_shape import model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
@@ -114,10 +115,8 @@ REPORT_CELLS = {
     "metrics_files": [metrics_file(cell.id) for cell in PLAN.cells],
     "pruned": [(cell.to_dict(), reason) for cell, reason in PLAN.pruned],
 }
-# what the memory estimate and the cost columns read of the config
-ESTIMATE_CONFIG = {
-    key: config[key] for key in ("models", "hardware", "options", "limits", "cost")
-}
+# what the memory estimate, the device's capacity and the cost columns read of the config
+ESTIMATE_CONFIG = estimate.config_read(config)
 
 
 def all_targets():
@@ -236,7 +235,6 @@ def compare_reference(wildcards):
 
 def rebuild_report():
     """Rebuild summary and README tables from what exists, failed and pending cells included."""
-    from ftbench.plan import estimate
     from ftbench.report.tables import rebuild
 
     rebuild(
@@ -245,5 +243,5 @@ def rebuild_report():
         readme=config["report"]["readme"],
         run_name=RUN,
         pivots=config["report"]["pivots"],
-        **estimate.summary_inputs(config, PLAN.every_cell),
+        **estimate.summary_inputs(ESTIMATE_CONFIG, PLAN.every_cell),
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -251,3 +252,20 @@ OPTIONS_WILDCARD = GRAMMAR.options_wildcard
 def parse_cell_id(cell_id: str) -> dict:
     """`GRAMMAR.parse`: a cell id's wildcard values."""
     return GRAMMAR.parse(cell_id)
+
+
+SPEC_KEYS = ("run_name", "seed", "cell", "steps", "optimizer", "generation", "options", "hardware")
+
+
+def parse_job_spec(text: str) -> tuple[dict, Cell]:
+    """A training job's spec (ftbench.plan.matrix.job_spec, the train rule's `--spec`) and its cell: the one
+    parser, which the launcher and the job each call once. A missing key or a malformed cell is refused naming
+    it."""
+    try:
+        spec = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"--spec: not JSON ({e})") from e
+    missing = [key for key in SPEC_KEYS if key not in spec] if isinstance(spec, dict) else list(SPEC_KEYS)
+    if missing:
+        raise ConfigError(f"--spec: missing {', '.join(missing)} (a job spec is ftbench.plan.matrix.job_spec's)")
+    return spec, Cell.from_dict(spec["cell"], where="--spec cell")

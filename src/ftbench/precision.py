@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ftbench.errors import ConfigError
 from ftbench.registry import STRATEGIES
 
 MIXED = "mixed"
@@ -93,6 +94,8 @@ NAMES = tuple(dict.fromkeys(name for name, _ in PRECISIONS))
 
 
 def precision_of(name: str, policy: str = MIXED) -> Precision:
+    if (name, policy) not in PRECISIONS:
+        raise ConfigError(f"matrix.precision: {name!r} ({policy}) is not one of {', '.join(NAMES)}")
     return PRECISIONS[name, policy]
 
 

@@ -3,6 +3,7 @@ summary's columns, pending and pruned rows, the tables' columns and the charts' 
 every declaration is held to the schema, the precision table and the mesh kinds."""
 
 import dataclasses
+import json
 import re
 
 import polars as pl
@@ -126,3 +127,26 @@ def test_the_strategies_pages_precision_table_says_what_the_precision_table_hold
             assert named == set(STRATEGIES) - runs, name
         else:
             assert named == runs, name
+
+
+def test_a_job_spec_is_parsed_in_one_place_with_every_key_job_spec_writes(test_config):
+    from ftbench.cell import SPEC_KEYS, parse_job_spec
+    from ftbench.plan.matrix import job_spec, plan
+
+    planned = plan(test_config).cells[0]
+    spec = job_spec(test_config, planned)
+    assert tuple(spec) == SPEC_KEYS
+    assert parse_job_spec(json.dumps(spec)) == (spec, planned)
+    with pytest.raises(ConfigError, match="--spec: missing optimizer, generation"):
+        parse_job_spec(json.dumps({k: v for k, v in spec.items() if k not in ("optimizer", "generation")}))
+
+
+def test_the_estimates_config_holds_all_the_estimate_and_summary_read(test_config):
+    from ftbench.plan import estimate
+    from ftbench.plan.matrix import plan
+
+    test_config["limits"]["cpu_memory_per_rank_gb"] = 2.0
+    cells = plan(test_config).every_cell
+    read = estimate.config_read(test_config)
+    assert estimate.summary_inputs(read, cells) == estimate.summary_inputs(test_config, cells)
+    assert estimate.device_capacity_gb(read) == estimate.device_capacity_gb(test_config) is not None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from ftbench import record
-from ftbench.cell import Cell
+from ftbench.cell import parse_job_spec
 from ftbench.files import atomic_write_json, read_json
 from ftbench.launch import agent, slurm
 from ftbench.record import (
@@ -55,10 +54,6 @@ MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_thresh
 # which counts the heap's free space as used (a replica grew into it without reaching the limit).
 ACCOUNTED_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=131072:glibc.malloc.trim_threshold=1073741824"
 KILL_GRACE_S = 10
-
-
-def cell_fields(spec: dict) -> dict:
-    return record.header(Cell.from_dict(spec["cell"], where="--spec cell"), spec["run_name"])
 
 
 def group_alive(pgid: int) -> bool:
@@ -159,13 +154,14 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     parser.add_argument("--spec", required=True)
     parser.add_argument("--out", required=True, type=Path)
     known, _ = parser.parse_known_args(train_args)
-    spec, out = json.loads(known.spec), known.out
+    spec, cell = parse_job_spec(known.spec)
+    out, cell_fields = known.out, record.header(cell, spec["run_name"])
     cell_dir = out.parent
     cell_dir.mkdir(parents=True, exist_ok=True)
     for pattern in MARKERS:  # leftovers of an earlier attempt
         for stale in cell_dir.glob(pattern):
             stale.unlink()
-    env = rank_env(os.environ, cpu_memory_mb, STRATEGIES[spec["cell"]["strategy"]].gathers_parameters)
+    env = rank_env(os.environ, cpu_memory_mb, STRATEGIES[cell.strategy].gathers_parameters)
     env[agent.EXITS_ENV] = str(cell_dir / EXITS_FILE)
     timeout_s, limited_by = deadline(timeout_s, slurm.job_time_left(env))
     atomic_write_json(cell_dir / JOB_FILE, {"started": time.time(), "slurm": slurm.current_job(env)})
@@ -195,7 +191,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         atomic_write_json(
             out,
             {
-                **cell_fields(spec),
+                **cell_fields,
                 "status": STATUS_TIMEOUT,
                 "timeout_s": timeout_s,
                 "timeout_by": limited_by,
@@ -203,7 +199,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
                 "config": spec,
             },
         )
-        print(f"ftbench.launch: {spec['cell']} stopped after the {timeout_s:.0f} s limit: status timeout")
+        print(f"ftbench.launch: {cell.id} stopped after the {timeout_s:.0f} s limit: status timeout")
         return 0
     for sig, handler in handlers.items():  # torchrun has ended: nothing left to pass a signal on to
         signal.signal(sig, handler)
@@ -215,7 +211,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
         atomic_write_json(
             out,
             {
-                **cell_fields(spec),
+                **cell_fields,
                 "status": STATUS_OOM,
                 **first,
                 "oom_ranks": [oom["rank"] for oom in ooms],
@@ -228,7 +224,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     tail = log_tail(log)
     error_type, error = root_cause(gpus, errors, rank_exits(cell_dir), returncode)
     failure = {
-        **cell_fields(spec),
+        **cell_fields,
         "status": STATUS_FAILED,
         "returncode": returncode,
         "elapsed_s": time.monotonic() - start,

@@ -224,6 +224,21 @@ def cell_estimates(
     }
 
 
+ESTIMATE_HARDWARE = ("device", "gpu_gres", "gpu_memory_gb")
+
+
+def config_read(config: dict) -> dict:
+    """What the estimate, `device_capacity_gb` and the summary's cost columns read of a config, for a rule's
+    params: a change elsewhere in the config re-runs no rule that takes only this."""
+    return {
+        "models": config["models"],
+        "hardware": {k: v for k, v in config["hardware"].items() if k in ESTIMATE_HARDWARE},
+        "options": config["options"],
+        "limits": {"cpu_memory_per_rank_gb": config["limits"].get("cpu_memory_per_rank_gb")},
+        "cost": config["cost"],
+    }
+
+
 def summary_inputs(config: dict, cells: list[Cell]) -> dict:
     """aggregate.collect's estimate and cost arguments: {device: {cell id: GB}} on both devices (the summary
     takes the one each cell ran on), the device a cell without a record is estimated for, and the prices."""

@@ -56,6 +56,9 @@ def calibrate(
 ) -> dict:
     from ftbench.train.job import pick_device
 
+    untimed = [name for name in precisions if precision_of(name).calibrated == "never"]
+    if untimed:
+        raise ValueError(f"calibration times no {', '.join(untimed)}: no plain dtype runs its matmuls")
     device = pick_device(device_request, 0)
     if device.type == "cpu":
         torch.set_num_threads(threads)

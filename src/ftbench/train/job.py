@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import sys
@@ -21,7 +20,7 @@ import torch
 import torch.distributed as dist
 
 from ftbench import record
-from ftbench.cell import Cell
+from ftbench.cell import Cell, parse_job_spec
 from ftbench.data import tokcache
 from ftbench.files import atomic_write_json, read_json, verify_manifest
 from ftbench.plan.matrix import check_downloaded_model
@@ -90,10 +89,12 @@ class Setup:
     flops: dict
 
 
-def run(spec: dict, model_dir: Path, cache_dir: Path, out: Path, progress: loop.Progress | None = None) -> dict | None:
-    """Train the cell and, on rank 0, write its metrics.json; `progress` is kept current for a failure report."""
+def run(
+    spec: dict, cell: Cell, model_dir: Path, cache_dir: Path, out: Path, progress: loop.Progress | None = None
+) -> dict | None:
+    """Train the cell of `spec` (`parse_job_spec`'s) and, on rank 0, write its metrics.json; `progress` is kept
+    current for a failure report."""
     progress = loop.Progress() if progress is None else progress
-    cell = Cell.from_dict(spec["cell"], where="--spec cell")
     setup = set_up(spec, cell, model_dir, cache_dir, progress)
     measured = measure(setup, spec, cell, cache_dir, progress)
     # Free the wrapped model (it holds the process group) while every peer is still connected: a group
@@ -321,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     progress = loop.Progress(marks={"main": time.time()})
     try:
-        run(json.loads(args.spec), args.model, args.cache, args.out, progress)
+        run(*parse_job_spec(args.spec), args.model, args.cache, args.out, progress)
     except BaseException as error:
         report_failure(args.out.parent, rank, error, progress)
         logging.shutdown()
