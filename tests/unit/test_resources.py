@@ -37,7 +37,7 @@ def test_a_cells_job_asks_nodes_gpus_and_cpus_per_gpu_count_and_time_per_model(g
 
 
 def test_a_fixed_host_memory_is_per_gpu_count_and_a_cpu_partition_takes_cpu_jobs(test_config):
-    test_config["hardware"].update(host_memory_per_rank_gb=2, cpu_partition="cpu")
+    test_config["hardware"].update(device="cpu", host_memory_per_rank_gb=2, cpu_partition="cpu")
     res = resources.train_cell(test_config, plan(test_config).cells)
     assert res["mem_mb"] == ByWildcard("gpus", {"1": 2048, "2": 4096})  # 2 GB per rank on the job's node
     assert res["slurm_partition"] == "cpu"  # the cells run on the CPU: a CPU partition takes them
