@@ -115,8 +115,9 @@ REPORT_CELLS = {
     "metrics_files": [metrics_file(cell.id) for cell in PLAN.cells],
     "pruned": [(cell.to_dict(), reason) for cell, reason in PLAN.pruned],
 }
-# what the memory estimate, the device's capacity and the cost columns read of the config
+# what the summary's memory estimate and cost columns read of the config; the preview's adds the capacity
 ESTIMATE_CONFIG = estimate.config_read(config)
+PREVIEW_CONFIG = estimate.config_read(config, capacity=True)
 
 
 def all_targets():
@@ -207,7 +208,7 @@ def cell_mem_mb(wildcards):
 
 
 def cell_resources():
-    """The Slurm and local resources of a training cell's job (ftbench.launch.rule_resources.train_cell)."""
+    """The Slurm and local resources of a training cell's job (ftbench.launch.resources.train_cell)."""
     values = rule_resources.train_cell(config, PLAN.cells)
     return {
         name: cell_mem_mb if value == rule_resources.PER_CELL else per_job_value(value)

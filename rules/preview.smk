@@ -15,6 +15,6 @@ rule preview:
         model_timeouts=MODEL_TIMEOUTS,
         run_dir=RUN_DIR,
         repeats=REPEATS,
-        estimate_config=ESTIMATE_CONFIG,
+        estimate_config=PREVIEW_CONFIG,
     script:
         "../scripts/preview.py"

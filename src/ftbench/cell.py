@@ -31,7 +31,8 @@ class Axis:
     default: object = MISSING
     """The value of a config that leaves the axis out (MISSING: always set); an optional axis's field default."""
     key: str | None = None
-    """`matrix.<key>`, the list the product sweeps; None: planning sets it (models[], micro-batches)."""
+    """`matrix.<key>`, the list the product sweeps (micro-batches: a model's own value wins over it); None: the
+    models[] list."""
     wildcard: str | None = None
     """A fixed axis: its name in CELL_PATTERN (and in the rules' wildcards)."""
     tag: str | None = None

@@ -141,12 +141,42 @@ def test_a_job_spec_is_parsed_in_one_place_with_every_key_job_spec_writes(test_c
         parse_job_spec(json.dumps({k: v for k, v in spec.items() if k not in ("optimizer", "generation")}))
 
 
-def test_the_estimates_config_holds_all_the_estimate_and_summary_read(test_config):
+@pytest.mark.parametrize(
+    "hardware",
+    [
+        {"device": "cpu"},
+        {"device": "cuda", "gpu_memory_gb": 80},
+        {"device": "auto", "gpu_gres": "gpu:h100", "gpu_memory_gb": 80},  # auto with GPUs asked: cuda
+    ],
+)
+def test_the_estimates_config_holds_all_the_estimate_and_summary_read(test_config, hardware):
     from ftbench.plan import estimate
     from ftbench.plan.matrix import plan
 
+    test_config["hardware"].update(hardware)
     test_config["limits"]["cpu_memory_per_rank_gb"] = 2.0
+    test_config["cost"]["price_per_gpu_hour"] = {"h100": 3.0, "cpu": 0.1}
     cells = plan(test_config).every_cell
     read = estimate.config_read(test_config)
     assert estimate.summary_inputs(read, cells) == estimate.summary_inputs(test_config, cells)
-    assert estimate.device_capacity_gb(read) == estimate.device_capacity_gb(test_config) is not None
+    with_capacity = estimate.config_read(test_config, capacity=True)
+    assert estimate.device_capacity_gb(with_capacity) == estimate.device_capacity_gb(test_config) is not None
+
+
+def test_an_unknown_precision_or_a_malformed_spec_is_refused_naming_it():
+    from ftbench.cell import parse_job_spec
+
+    with pytest.raises(ConfigError, match=r"matrix.precision: 'fp4' \(mixed\) is not one of fp32, bf16, fp16, fp8"):
+        precision.precision_of("fp4")
+    with pytest.raises(ConfigError, match="--spec: not JSON"):
+        parse_job_spec("{")
+    with pytest.raises(ConfigError, match="--spec: missing run_name"):
+        parse_job_spec("[]")
+
+
+def test_calibration_refuses_a_precision_it_cannot_time(tmp_path):
+    from ftbench.train import calibrate
+
+    with pytest.raises(ValueError, match="calibration times no fp8"):
+        calibrate.calibrate("cpu", 1, tmp_path / "calibration.json", precisions=("fp32", "fp8"))
+    assert not (tmp_path / "calibration.json").exists()

@@ -224,19 +224,21 @@ def cell_estimates(
     }
 
 
-ESTIMATE_HARDWARE = ("device", "gpu_gres", "gpu_memory_gb")
-
-
-def config_read(config: dict) -> dict:
-    """What the estimate, `device_capacity_gb` and the summary's cost columns read of a config, for a rule's
-    params: a change elsewhere in the config re-runs no rule that takes only this."""
-    return {
+def config_read(config: dict, capacity: bool = False) -> dict:
+    """What `summary_inputs` (each cell's estimate on both devices, the device it is estimated for, the prices)
+    and, with `capacity`, `device_capacity_gb` read of a config: a rule's params, so that a change elsewhere in
+    the config (a limit, a partition) re-runs no rule that takes them. The models go whole: their shapes come
+    from their sources, tokenizers, architectures and `shape` files."""
+    hardware = {k: config["hardware"].get(k) for k in ("device", "gpu_gres", *(["gpu_memory_gb"] if capacity else []))}
+    read = {
         "models": config["models"],
-        "hardware": {k: v for k, v in config["hardware"].items() if k in ESTIMATE_HARDWARE},
+        "hardware": hardware,
         "options": config["options"],
-        "limits": {"cpu_memory_per_rank_gb": config["limits"].get("cpu_memory_per_rank_gb")},
-        "cost": config["cost"],
+        "cost": {"price_per_gpu_hour": config["cost"]["price_per_gpu_hour"]},
     }
+    if capacity:
+        read["limits"] = {"cpu_memory_per_rank_gb": config["limits"].get("cpu_memory_per_rank_gb")}
+    return read
 
 
 def summary_inputs(config: dict, cells: list[Cell]) -> dict:
