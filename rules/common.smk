@@ -114,6 +114,8 @@ REPORT_CELLS = {
     "cells": [cell.to_dict() for cell in PLAN.cells],
     "metrics_files": [metrics_file(cell.id) for cell in PLAN.cells],
     "pruned": [(cell.to_dict(), reason) for cell, reason in PLAN.pruned],
+    # what each cell would measure now: a result measured under another spec is marked stale
+    "specs": [job_spec(config, cell) for cell in PLAN.cells],
 }
 # what the summary's memory estimate and cost columns read of the config; the preview's adds the capacity
 ESTIMATE_CONFIG = estimate.config_read(config)

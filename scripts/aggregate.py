@@ -14,5 +14,6 @@ summary = aggregate.collect(
     params.pruned,
     snakemake.input.calibration,
     **estimate.summary_inputs(params.estimate_config, cells),
+    specs=params.specs,
 )
 aggregate.write(summary, parquet=snakemake.output.parquet, csv=snakemake.output.csv)

@@ -155,7 +155,7 @@ def run(gpus: int, timeout_s: float, log: Path, train_args: list[str], cpu_memor
     parser.add_argument("--out", required=True, type=Path)
     known, _ = parser.parse_known_args(train_args)
     spec, cell = parse_job_spec(known.spec)
-    out, cell_fields = known.out, record.header(cell, spec["run_name"])
+    out, cell_fields = known.out, record.header(cell, spec)
     cell_dir = out.parent
     cell_dir.mkdir(parents=True, exist_ok=True)
     for pattern in MARKERS:  # leftovers of an earlier attempt

@@ -24,6 +24,7 @@ def model_config(config: dict, name: str) -> dict:
 
 METRIC_COLUMNS = (
     "status",
+    "stale",
     "zero_stage",
     "global_batch_size",
     "grad_accum_steps",
@@ -58,6 +59,7 @@ METRIC_COLUMNS = (
     "decode_latency_per_token_s",
     "train_samples_per_s_per_gpu",
     "eval_samples_per_s",
+    "spec_hash",
 )
 """The summary's columns after the cell's key (its id and axes), in that order."""
 

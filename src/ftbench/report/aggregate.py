@@ -26,6 +26,7 @@ from ftbench.record import (
     STATUS_PENDING,
     STATUS_PRUNED,
     STATUS_TIMEOUT,
+    spec_changes,
 )
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ SLURM_STATES = {
 
 KEY_COLUMNS = ["cell_id", *(a.field for a in AXES)]
 FRONT_COLUMNS = list(SUMMARY_COLUMNS)
-SCHEMA_OVERRIDES = {**{a.field: pl.Int64 for a in AXES if a.kind is int}, "zero_stage": pl.Int64}
+SCHEMA_OVERRIDES = {**{a.field: pl.Int64 for a in AXES if a.kind is int}, "zero_stage": pl.Int64, "stale": pl.String}
 
 
 def flatten(metrics: dict) -> dict:
@@ -182,20 +183,23 @@ def collect(
     estimates: dict[str, dict[str, float | None]] | None = None,
     estimate_device: str = "cpu",
     prices: dict[str, float] | None = None,
+    specs: list[dict] | None = None,
 ) -> pl.DataFrame:
     """One row per cell of the plan (`cells`: their records, `Cell.to_dict`), in plan order (`metrics_files[i]`
     is where cell i's metrics would be): its metrics (ok, oom, timeout), `failed` with the reason from
     failure.json, or `pending`; then one `pruned` row per pruned (record, reason), the reason in `note`.
     `estimates` ({device: {cell id: GB}}) and `prices` (cost.price_per_gpu_hour) add the estimate and cost
-    columns."""
+    columns; `specs` (each cell's current job spec) the `stale` column: what a result measured that the current
+    spec would not (`record.spec_changes`), empty for a current one."""
     rows = []
-    for cell, path in zip(cells, metrics_files, strict=True):
+    for i, (cell, path) in enumerate(zip(cells, metrics_files, strict=True)):
         cell_id = Cell(**cell).id
         failure = job_record(Path(path).parent, FAILURE_FILE)
         if Path(path).exists():
             metrics, problem = read_metrics(path)
             if problem is None:
-                rows.append(flatten(metrics))
+                stale = spec_changes(metrics.get("config"), specs[i]) if specs else None
+                rows.append({**flatten(metrics), "stale": stale})
             else:  # never aggregated as if fine: a failed row that says why
                 log.warning("%s: %s", cell_id, problem)
                 rows.append({**pending_row(cell, STATUS_FAILED), "note": problem[:300]})

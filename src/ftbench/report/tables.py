@@ -64,7 +64,7 @@ COLUMNS = [
     ("loss", "train_loss_avg", lambda v: _fmt(v, 3)),
     ("perplexity", "eval_perplexity", lambda v: _fmt(v, 2)),
     ("MFU", "mfu_measured", _percent),
-    ("status", "status", lambda v: STATUS_LABELS.get(v, v)),
+    ("status", None, lambda row: STATUS_LABELS.get(row["status"], row["status"]) + (" †" if row.get("stale") else "")),
 ]
 
 
@@ -189,7 +189,7 @@ def render(frame: pl.DataFrame, charts_rel: str | None = None, pivots: list[dict
         rule = "|" + "|".join("---" for _ in columns) + "|"
         rows = [_row(row, columns) for row in model_rows.to_dicts()]
         table = "\n".join([f"#### {model}", "", header, rule, *rows])
-        parts += [table, provenance_line(model_rows)]
+        parts += [table, *filter(None, [stale_block(model_rows)]), provenance_line(model_rows)]
         if charts_rel is not None:
             parts.append(charts_block(model_rows, model, charts_rel))
     parts += [pivot_table(frame, pivot) for pivot in pivots]
@@ -237,12 +237,21 @@ def publish(summary_csv, docs_summary, readme, tables_md, run_name: str, charts_
     atomic_write_text(tables_md, block)
 
 
-def rebuild(cells, metrics_files, pruned, paths: ReportPaths, readme, run_name, pivots=(), **columns):
+def stale_block(rows: pl.DataFrame) -> str:
+    """The footnote of a model's table: each result measured under another job spec than the config's now
+    (config `select` left it as it was), and what differs."""
+    if "stale" not in rows.columns:
+        return ""
+    stale = rows.filter(pl.col("stale").is_not_null()).select("cell_id", "stale").iter_rows()
+    return "\n".join(f"† `{cell_id}`: measured under another spec ({what})." for cell_id, what in stale)
+
+
+def rebuild(cells, metrics_files, pruned, paths: ReportPaths, readme, run_name, pivots=(), specs=None, **columns):
     """Summary, charts and README tables from whatever results exist (the onerror handler after
     --keep-going): failed cells show as failed, cells that never ran as pending. `columns`: aggregate.collect's
     estimate and cost inputs."""
     calibration = paths.calibration if Path(paths.calibration).exists() else None
-    frame = aggregate.collect(cells, metrics_files, pruned, calibration, **columns)
+    frame = aggregate.collect(cells, metrics_files, pruned, calibration, specs=specs, **columns)
     aggregate.write(frame, parquet=paths.parquet, csv=paths.csv)
     render_all(pl.read_csv(paths.csv, infer_schema_length=None), paths.charts_dir)
     publish(paths.csv, paths.docs_summary, readme, paths.tables_md, run_name, paths.charts_dir, pivots)

@@ -247,7 +247,7 @@ def record_result(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     result = {
         "status": record.STATUS_OK,
-        **record.header(cell, spec["run_name"]),
+        **record.header(cell, spec),
         "grad_accum_steps": cell.grad_accum_steps,
         "tokens_per_step": cell.tokens_per_step,
         "warmup_steps": steps["warmup"],
