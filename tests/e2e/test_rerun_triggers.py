@@ -1,7 +1,8 @@
 """What re-runs what, on a copy of the workflow (so its code can be edited). The run is finished by the code of
 `UPGRADE_FROM`, the last commit that landed, and then continued by this checkout's code in the same directory,
 as a user's `git pull` does: the upgrade re-runs no finished cell; aggregation/table code never re-runs
-training; a per-model config change re-runs that model's cells only."""
+training; a per-model config change re-runs that model's cells only, and the results `select` leaves as they
+were are marked stale."""
 
 import io
 import os
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import tarfile
 
+import helpers
 import pytest
 import yaml
 from test_workflow import job_counts
@@ -106,3 +108,25 @@ def test_a_per_model_change_reruns_only_that_models_cells(workflow, run_snakemak
         "results/ci/runs/b/ddp/1gpu/full-fp32-bs2-seq64-ac-full/metrics.json",
         "results/ci/runs/b/ddp/1gpu/full-fp32-bs2-seq64/metrics.json",
     ]
+
+
+def test_results_select_leaves_as_they_were_are_marked_stale_in_the_summary(workflow, run_snakemake):
+    """The README says which rows were measured under another spec: model b's batch changes, but `select`
+    runs only model a's cells (whose spec is unchanged: nothing trains)."""
+    root, config = workflow
+    config["models"][1]["global_batch_size"] = 8
+    config["select"] = ["a/*"]
+    (root / "select.yaml").write_text(yaml.safe_dump(config))
+    run = run_snakemake(root, "--profile", str(root / "profiles" / "local"), configfile=root / "select.yaml")
+    assert "train_cell" not in job_counts(run.stderr)
+    rows = helpers.summary(root, "ci")
+    stale = {cell_id: row["stale"] for cell_id, row in rows.items()}
+    assert stale == {
+        "a/ddp/1gpu/full-fp32-bs2-seq64": None,
+        "a/ddp/1gpu/full-fp32-bs2-seq64-ac-full": None,
+        "b/ddp/1gpu/full-fp32-bs2-seq64": "cell.global_batch_size 4 → 8",
+        "b/ddp/1gpu/full-fp32-bs2-seq64-ac-full": "cell.global_batch_size 4 → 8",
+    }
+    assert {row["status"] for row in rows.values()} == {"ok"}
+    readme = (root / "README.md").read_text()
+    assert "† `b/ddp/1gpu/full-fp32-bs2-seq64`: measured under another spec (cell.global_batch_size 4 → 8)." in readme
