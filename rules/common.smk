@@ -109,13 +109,15 @@ def metrics_file(cell_id):
     return f"{RUN_DIR}/runs/{cell_id}/{METRICS_FILE}"
 
 
+# each planned cell's job spec, built once: the train rule's params.spec, and what the summary marks stale by
+SPECS = {cell.id: job_spec(config, cell) for cell in PLAN.cells}
 # what the summary lists: every planned cell's record and metrics file, and the pruned cells with their reasons
 REPORT_CELLS = {
     "cells": [cell.to_dict() for cell in PLAN.cells],
     "metrics_files": [metrics_file(cell.id) for cell in PLAN.cells],
     "pruned": [(cell.to_dict(), reason) for cell, reason in PLAN.pruned],
     # what each cell would measure now: a result measured under another spec is marked stale
-    "specs": [job_spec(config, cell) for cell in PLAN.cells],
+    "specs": list(SPECS.values()),
 }
 # what the summary's memory estimate and cost columns read of the config; the preview's adds the capacity
 ESTIMATE_CONFIG = estimate.config_read(config)
@@ -204,9 +206,8 @@ def cell_mem_mb(wildcards):
     """
     cell = cell_of(wildcards)
     mb = rule_resources.cell_mem_mb(config, cell, model_shape(config, cell.model))
-    return (
-        TBDString() if mb is None else mb
-    )  # a dry run before the download: not known yet
+    # None: a dry run before the download, the model's shape is not known yet
+    return TBDString() if mb is None else mb
 
 
 def cell_resources():
@@ -220,7 +221,7 @@ def cell_resources():
 
 @per_job
 def train_spec(wildcards):
-    return json.dumps(job_spec(config, cell_of(wildcards)), sort_keys=True)
+    return json.dumps(SPECS[CELL_DIR.format(**wildcards)], sort_keys=True)
 
 
 def compare_reference(wildcards):

@@ -15,11 +15,10 @@ def cell(strategy="ddp", gpus=1, method="full", precision="fp32", bs=8, seq=64, 
 
 def record(cell_id: str) -> dict:
     """The record (`Cell.to_dict`) planning would carry for `cell_id`, its global batch one micro-batch per GPU."""
-    parts = GRAMMAR.parse(cell_id)
-    optional = {a.field: parts[a.field] for a in GRAMMAR.optional}
-    fixed = (parts["model"], parts["strategy"], int(parts["gpus"]), parts["method"], parts["precision"])
-    bs, seq = int(parts["bs"]), int(parts["seq"])
-    return Cell(*fixed, bs, seq, bs * int(parts["gpus"]), **optional).to_dict()
+    p = GRAMMAR.parse(cell_id)
+    optional = {a.field: p[a.field] for a in GRAMMAR.optional}
+    numbers = int(p["gpus"]), p["method"], p["precision"], int(p["bs"]), int(p["seq"])
+    return cell(p["strategy"], *numbers, model=p["model"], **optional).to_dict()
 
 
 def summary(workdir: Path, run: str, key: str = "cell_id") -> dict[str, dict]:

@@ -39,6 +39,7 @@ class Axis:
     """An optional axis: its id segment `-<tag>-<value>`, written only off the default, so adding an axis
     leaves every existing cell id (and directory, and job spec) as it was."""
     value_re: str = r"[a-z0-9.]+"
+    """What its value may be in an id (an int axis: digits)."""
     header: str | None = None
     """An optional axis: its README table column, shown for a model with a cell off the default; axes with the
     same header share one column of `<label><value>` parts."""
@@ -70,10 +71,16 @@ def axis(default=MISSING, unset=MISSING, **declaration) -> dataclasses.Field:
     )
 
 
+@functools.cache
 def axes_of(cell_type: type) -> tuple[Axis, ...]:
     """A cell type's axes, in field order: the order of the product, the summary and the optional segments."""
     hints = typing.get_type_hints(cell_type)
-    return tuple(Axis(f.name, hints[f.name], **f.metadata["axis"]) for f in fields(cell_type) if "axis" in f.metadata)
+    digits = {"value_re": "[0-9]+"}
+    return tuple(
+        Axis(f.name, hints[f.name], **(digits if hints[f.name] is int else {}) | f.metadata["axis"])
+        for f in fields(cell_type)
+        if "axis" in f.metadata
+    )
 
 
 @dataclass(frozen=True)
@@ -108,12 +115,10 @@ class Grammar:
 
     @functools.cached_property
     def _cell_re(self) -> re.Pattern:
-        fixed = {"{model}": "[^/]+", "{strategy}": "[^/]+", "{method}": "[^-/]+", "{precision}": "[^-/]+"}
         pattern = re.escape(CELL_PATTERN).replace(r"\{", "{").replace(r"\}", "}")
         for a in self.axes:
             if not a.optional:
-                value = fixed.get(f"{{{a.wildcard}}}", r"\d+")
-                pattern = pattern.replace(f"{{{a.wildcard}}}", f"(?P<{a.wildcard}>{value})")
+                pattern = pattern.replace(f"{{{a.wildcard}}}", f"(?P<{a.wildcard}>{a.value_re})")
         return re.compile(f"^{pattern}{self._segments_re(named=True)}$")
 
     def parse(self, cell_id: str) -> dict:
@@ -132,15 +137,15 @@ class Grammar:
 class Cell:
     """One training job of the matrix."""
 
-    model: str = axis(wildcard="model", panel=False)
+    model: str = axis(wildcard="model", value_re="[^/]+", panel=False)
     """Model name from `models[].name`."""
-    strategy: str = axis(key="strategies", wildcard="strategy", panel=False)
+    strategy: str = axis(key="strategies", wildcard="strategy", value_re="[^/]+", panel=False)
     """Parallelism strategy (matrix.strategies)."""
     gpus: int = axis(key="gpus", wildcard="gpus", panel=False)
     """World size: GPUs, or gloo processes on CPU."""
-    method: str = axis(unset="full", key="method", wildcard="method")
+    method: str = axis(unset="full", key="method", wildcard="method", value_re="[^-/]+")
     """Fine-tuning method: `full` (all parameters) or `lora`."""
-    precision: str = axis(unset="fp32", key="precision", wildcard="precision")
+    precision: str = axis(unset="fp32", key="precision", wildcard="precision", value_re="[^-/]+")
     """`fp32`; `bf16`, `fp16` (loss-scaled) or `fp8` (torchao float8 linears) with fp32 master weights
     (ftbench.precision)."""
     batch_size_per_gpu: int = axis(key="batch_size_per_gpu", wildcard="bs", panel=False)
@@ -154,13 +159,9 @@ class Cell:
         "none", key="activation_checkpointing", tag="ac", header="act. ckpt", after="batch/GPU", label="ckpt "
     )
     """`none`, or `full`: every decoder layer's activations recomputed in backward (matrix axis)."""
-    tp_degree: int = axis(
-        0, key="tp_degree", tag="tp", value_re="[0-9]+", header="mesh", after="ZeRO", label="tp ", mesh=True
-    )
+    tp_degree: int = axis(0, key="tp_degree", tag="tp", header="mesh", after="ZeRO", label="tp ", mesh=True)
     """fsdp_tp: ranks per tensor-parallel group (matrix axis); 0: the default (`registry.default_inner_degree`)."""
-    shard_group: int = axis(
-        0, key="shard_group", tag="sg", value_re="[0-9]+", header="mesh", after="ZeRO", label="sg ", mesh=True
-    )
+    shard_group: int = axis(0, key="shard_group", tag="sg", header="mesh", after="ZeRO", label="sg ", mesh=True)
     """hsdp: ranks per shard group (matrix axis); 0: the default (`registry.default_inner_degree`)."""
 
     @functools.cached_property
@@ -189,7 +190,7 @@ class Cell:
 
     @classmethod
     def axes(cls) -> tuple[Axis, ...]:
-        return _axes(cls)
+        return axes_of(cls)
 
     @classmethod
     def grammar(cls) -> Grammar:
@@ -235,13 +236,8 @@ class Cell:
 
 
 @functools.cache
-def _axes(cell_type: type) -> tuple[Axis, ...]:
-    return axes_of(cell_type)
-
-
-@functools.cache
 def _grammar(cell_type: type) -> Grammar:
-    return Grammar(_axes(cell_type))
+    return Grammar(axes_of(cell_type))
 
 
 AXES = Cell.axes()

@@ -4,6 +4,7 @@ as a user's `git pull` does: the upgrade re-runs no finished cell; aggregation/t
 training; a per-model config change re-runs that model's cells only, and the results `select` leaves as they
 were are marked stale."""
 
+import copy
 import io
 import os
 import shutil
@@ -65,12 +66,9 @@ def workflow(tmp_path_factory, repo, run_snakemake):
     begin, end = tables.markers("ci")
     (root / "README.md").write_text(f"{begin}\n{end}\n")
     # the old package first on the path: the Snakefile and every job it starts import the old ftbench
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(old / "src"), *([before] if before else [])])
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", str(old / "src"), prepend=os.pathsep)
         run_snakemake(root, "--profile", str(root / "profiles" / "local"), snakefile=root / "Snakefile")
-    finally:
-        os.environ.pop("PYTHONPATH") if before is None else os.environ.update(PYTHONPATH=before)
     install_workflow(repo, root)
     return root, config
 
@@ -93,6 +91,7 @@ def test_changing_aggregation_and_table_code_never_reruns_training(workflow, run
 
 def test_a_per_model_change_reruns_only_that_models_cells(workflow, run_snakemake):
     root, config = workflow
+    config = copy.deepcopy(config)
     config["models"][1]["global_batch_size"] = 8
     (root / "changed.yaml").write_text(yaml.safe_dump(config))
     dry = run_snakemake(root, "-n", configfile=root / "changed.yaml", snakefile=root / "Snakefile").stdout
@@ -114,10 +113,12 @@ def test_results_select_leaves_as_they_were_are_marked_stale_in_the_summary(work
     """The README says which rows were measured under another spec: model b's batch changes, but `select`
     runs only model a's cells (whose spec is unchanged: nothing trains)."""
     root, config = workflow
+    config = copy.deepcopy(config)
     config["models"][1]["global_batch_size"] = 8
     config["select"] = ["a/*"]
     (root / "select.yaml").write_text(yaml.safe_dump(config))
-    run = run_snakemake(root, "--profile", str(root / "profiles" / "local"), configfile=root / "select.yaml")
+    local = str(root / "profiles" / "local")
+    run = run_snakemake(root, "--profile", local, configfile=root / "select.yaml", snakefile=root / "Snakefile")
     assert "train_cell" not in job_counts(run.stderr)
     rows = helpers.summary(root, "ci")
     stale = {cell_id: row["stale"] for cell_id, row in rows.items()}

@@ -17,7 +17,6 @@ from pathlib import Path
 import helpers
 import pytest
 import yaml
-from helpers import record
 
 from ftbench.launch import slurm
 from ftbench.report import aggregate, tables
@@ -231,7 +230,7 @@ def test_slurm_timeout_of_a_job_becomes_a_timeout_row(sleeping_job, first_run, t
     while slurm.job_state(job_id) in (None, "PENDING", "RUNNING") and time.monotonic() < deadline:
         time.sleep(5)
     assert slurm.job_state(job_id) == "TIMEOUT"
-    row = aggregate.slurm_row(record(cell("tiny-llama", 1)), cell_dir / "job.json")
+    row = aggregate.slurm_row(helpers.record(cell("tiny-llama", 1)), cell_dir / "job.json")
     assert row["status"] == "timeout" and row["slurm_state"] == "TIMEOUT" and "time limit" in row["note"]
 
 

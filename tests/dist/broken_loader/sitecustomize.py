@@ -4,7 +4,7 @@ With this directory on PYTHONPATH every Python process (pytest, the launcher, ea
 checkpoint into memory when it opens one, as a loader that ignores sharding would, and keeps it while the
 checkpoint is open. The sharded-setup assertions must then fail:
 
-    PYTHONPATH=tests/dist/broken_loader pytest -m memory -k "shard or pipeline_stage"
+    PYTHONPATH=tests/dist/broken_loader pytest -m memory -k "never_holds or pipeline_stage"
 """
 
 import importlib.abc
