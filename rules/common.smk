@@ -1,5 +1,5 @@
 # Validation, wildcard constraints and the input/param functions: the only .smk file with `def`s.
-import dataclasses
+import functools
 import inspect
 import json
 import os
@@ -12,22 +12,14 @@ from snakemake.utils import validate
 
 from ftbench import precision
 from ftbench.cell import CELL_PATTERN, OPTIONS_WILDCARD
-from ftbench.plan.config import (
-    is_download,
-    local_path,
-    model_build_config,
-    model_config,
-    tokenizer_id,
-    tokenizer_source as tokenizer_source_of,
-)
-from ftbench.plan import estimate
+from ftbench.files import MANIFEST
+from ftbench.plan import builds, estimate, legacy
 from ftbench.plan.config_check import check_config, check_local_sources
 from ftbench.plan.model_shape import model_shape
 from ftbench.plan.matrix import check_pivots, job_spec, plan
 from ftbench.launch import resources as rule_resources
-from ftbench.launch.resources import ByWildcard, vary
+from ftbench.launch.resources import ByWildcard
 from ftbench.launch.slurm import refuse_array_jobs
-from ftbench.data.sources import Render
 from ftbench.record import METRICS_FILE
 from ftbench.report.paths import ReportPaths
 
@@ -43,9 +35,7 @@ CELLS = {cell.id: cell for cell in PLAN.cells}
 SELECTED = [cell.id for cell in PLAN.selected]
 MODELS = [model["name"] for model in config["models"]]
 RUN = config["run_name"]
-DATASET = config["dataset"]["name"]
 RUN_DIR = f"results/{RUN}"
-RENDER = dataclasses.asdict(Render.from_dataset(config["dataset"]))
 # the cell id (ftbench.cell's grammar): its fixed part, then the optional segments of non-default fields
 CELL_DIR = f"{CELL_PATTERN}{{options}}"
 REPEATS = config["repeats"]
@@ -82,33 +72,13 @@ wildcard_constraints:
     repeat=r"\d+",
 
 
-def one_of(names):
-    """A wildcard regex matching exactly `names` (nothing when there are none)."""
-    return "|".join(re.escape(name) for name in names) or "(?!)"
-
-
-# Built resources come from sources.smk, fetched ones (hf, local) from download.smk (localrules).
-DOWNLOADED_DATASET = one_of(
-    [DATASET] if is_download(config["dataset"]["source"]) else []
-)
-BUILT_DATASET = one_of([] if is_download(config["dataset"]["source"]) else [DATASET])
-DOWNLOADED_MODELS = one_of(
-    m["name"] for m in config["models"] if is_download(m["source"])
-)
-BUILT_MODELS = one_of(
-    m["name"] for m in config["models"] if not is_download(m["source"])
-)
-
-
-def local_input(source):
-    """A local source's path, so Snakemake checks it exists and re-runs the download when it changes."""
-    return [local_path(source)] if source.startswith("local:") else []
-
-
 def metrics_file(cell_id):
     return f"{RUN_DIR}/runs/{cell_id}/{METRICS_FILE}"
 
 
+# the resource directories the cells read, keyed by content (ftbench.plan.builds), and each builder rule's view
+BUILDERS = builds.builder_rules(builds.Builds.of(config, config["matrix"]["seq_len"]))
+BUILD_COMMAND = builds.BUILD_COMMAND
 # each planned cell's job spec, built once: the train rule's params.spec, and what the summary marks stale by
 SPECS = {cell.id: job_spec(config, cell) for cell in PLAN.cells}
 # what the summary lists: every planned cell's record and metrics file, and the pruned cells with their reasons
@@ -141,34 +111,6 @@ def cell_of(wildcards):
     return CELLS[CELL_DIR.format(**wildcards)]
 
 
-def tokenizer_of(model_name):
-    return tokenizer_id(config, model_config(config, model_name))
-
-
-def model_tokenizer_manifest(wildcards):
-    return f"resources/tokenizers/{tokenizer_of(wildcards.model)}/manifest.json"
-
-
-def tokenizer_source(wildcards):
-    """The tokenizer source string behind a tokenizer directory name."""
-    for model in config["models"]:
-        if tokenizer_of(model["name"]) == wildcards.tokenizer:
-            return tokenizer_source_of(model)
-    raise ValueError(f"no model uses tokenizer {wildcards.tokenizer}")
-
-
-def tokenizer_download_inputs(wildcards):
-    return local_input(tokenizer_source(wildcards))
-
-
-def model_download_inputs(wildcards):
-    source = model_config(config, wildcards.model)["source"]
-    return {
-        "tokenizer": model_tokenizer_manifest(wildcards),
-        **({"local": local_path(source)} if source.startswith("local:") else {}),
-    }
-
-
 def per_job(func):
     """A function Snakemake calls once per job. Snakemake asks for its signature (which arguments it takes)
     twice on every call; giving it once here, through the hook Snakemake's own subpath() uses, saves that
@@ -188,15 +130,26 @@ def per_job_value(value):
     )
 
 
-def train_cache_input():
-    """train_cell's token cache: a path pattern when every model shares one tokenizer (nothing to evaluate
-    per job), else a function of the cell's model."""
-    tokenizer = vary("model", {name: tokenizer_of(name) for name in MODELS})
-    if not isinstance(tokenizer, ByWildcard):
-        return f"resources/tokcache/{DATASET}/{tokenizer}/seq{{seq}}/manifest.json"
-    return per_job(
-        lambda wildcards: f"resources/tokcache/{DATASET}/{tokenizer.of(wildcards)}/seq{wildcards.seq}/manifest.json"
+@functools.cache
+def train_dirs(model, seq):
+    """A training job's model and token cache directories: those from before content keys where they hold
+    its builds (so that a finished cell's recorded inputs stay as they were), else the content-keyed ones.
+    """
+    model_build, cache = builds.model_build(config, model), builds.cache_build(
+        config, model, int(seq)
     )
+    adopted = legacy.adopted_inputs(config, model_build, cache)
+    return adopted or (model_build.directory(), cache.directory())
+
+
+@per_job
+def train_model_input(wildcards):
+    return os.path.join(train_dirs(wildcards.model, wildcards.seq)[0], MANIFEST)
+
+
+@per_job
+def train_cache_input(wildcards):
+    return os.path.join(train_dirs(wildcards.model, wildcards.seq)[1], MANIFEST)
 
 
 @per_job

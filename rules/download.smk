@@ -1,65 +1,63 @@
-# Hub (hf:) and local (local:) sources, linked into resources/ with a manifest. They run on the submitting
-# host (cluster compute nodes often have no internet); every later rule reads only resources/.
+# Hub (hf:) and local (local:) sources, linked into content-keyed resources/ directories with a manifest.
+# They run on the submitting host (cluster compute nodes often have no internet); every later rule reads
+# only resources/.
 
 
 rule download_dataset:
     input:
-        local_input(config["dataset"]["source"]),
+        unpack(BUILDERS["download_dataset"].inputs),
     output:
-        manifest="resources/datasets/{dataset}/manifest.json",
+        manifest="resources/datasets/{build}/manifest.json",
     log:
-        "logs/download_dataset/{dataset}.log",
+        "logs/download_dataset/{build}.log",
     benchmark:
-        "logs/benchmarks/download_dataset/{dataset}.tsv"
+        "logs/benchmarks/download_dataset/{build}.tsv"
     wildcard_constraints:
-        dataset=DOWNLOADED_DATASET,
+        build=BUILDERS["download_dataset"].ids,
     localrule: True
     conda:
         "../envs/hub.yaml"
     params:
-        source=config["dataset"]["source"],
-        files=config["dataset"].get("files"),
-        split=config["dataset"].get("split"),
-        sample_by=config["dataset"]["sample_by"],
-    script:
-        "../scripts/download.py"
+        **BUILDERS["download_dataset"].params,
+    shell:
+        BUILD_COMMAND
 
 
 rule download_tokenizer:
     input:
-        tokenizer_download_inputs,
+        unpack(BUILDERS["download_tokenizer"].inputs),
     output:
-        manifest="resources/tokenizers/{tokenizer}/manifest.json",
+        manifest="resources/tokenizers/{build}/manifest.json",
     log:
-        "logs/download_tokenizer/{tokenizer}.log",
+        "logs/download_tokenizer/{build}.log",
     benchmark:
-        "logs/benchmarks/download_tokenizer/{tokenizer}.tsv"
+        "logs/benchmarks/download_tokenizer/{build}.tsv"
     wildcard_constraints:
-        tokenizer=r"(hf|local)--[^/]+",
+        build=BUILDERS["download_tokenizer"].ids,
     localrule: True
     conda:
         "../envs/hub.yaml"
     params:
-        source=tokenizer_source,
-    script:
-        "../scripts/download.py"
+        **BUILDERS["download_tokenizer"].params,
+    shell:
+        BUILD_COMMAND
 
 
 rule download_model:
     input:
-        unpack(model_download_inputs),
+        unpack(BUILDERS["download_model"].inputs),
     output:
-        manifest="resources/models/{model}/manifest.json",
+        manifest="resources/models/{build}/manifest.json",
     log:
-        "logs/download_model/{model}.log",
+        "logs/download_model/{build}.log",
     benchmark:
-        "logs/benchmarks/download_model/{model}.tsv"
+        "logs/benchmarks/download_model/{build}.tsv"
     wildcard_constraints:
-        model=DOWNLOADED_MODELS,
+        build=BUILDERS["download_model"].ids,
     localrule: True
     conda:
         "../envs/hub.yaml"
     params:
-        model=lambda wildcards: model_build_config(config, wildcards.model),
-    script:
-        "../scripts/download.py"
+        **BUILDERS["download_model"].params,
+    shell:
+        BUILD_COMMAND

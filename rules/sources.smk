@@ -1,67 +1,63 @@
-# Built sources (builtin data, builtin BPE, config models): each rule ends in a directory plus
-# manifest.json (the declared output). Hub and local sources are fetched by rules/download.smk.
+# Built sources (builtin data, builtin BPE, config models): each ends in a content-keyed directory plus
+# manifest.json (ftbench.plan.builds). Hub and local sources are fetched by rules/download.smk.
 
 
 rule prepare_dataset:
     output:
-        manifest="resources/datasets/{dataset}/manifest.json",
+        manifest="resources/datasets/{build}/manifest.json",
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        "logs/prepare_dataset/{build}.log",
     benchmark:
-        "logs/benchmarks/prepare_dataset/{dataset}.tsv"
+        "logs/benchmarks/prepare_dataset/{build}.tsv"
     wildcard_constraints:
-        dataset=BUILT_DATASET,
+        build=BUILDERS["prepare_dataset"].ids,
     conda:
         "../envs/hub.yaml"
     resources:
         **rule_resources.cpu_partition(config),
     params:
-        source=config["dataset"]["source"],
-        num_rows=config["dataset"]["num_rows"],
-        seed=config["seed"],
-    script:
-        "../scripts/sources.py"
+        **BUILDERS["prepare_dataset"].params,
+    shell:
+        BUILD_COMMAND
 
 
 rule train_tokenizer:
     input:
-        dataset=f"resources/datasets/{DATASET}/manifest.json",
+        unpack(BUILDERS["train_tokenizer"].inputs),
     output:
-        manifest="resources/tokenizers/{tokenizer}/manifest.json",
+        manifest="resources/tokenizers/{build}/manifest.json",
     log:
-        "logs/train_tokenizer/{tokenizer}.log",
+        "logs/train_tokenizer/{build}.log",
     benchmark:
-        "logs/benchmarks/train_tokenizer/{tokenizer}.tsv"
+        "logs/benchmarks/train_tokenizer/{build}.tsv"
     wildcard_constraints:
-        tokenizer=r"bpe-\d+-[^/]+",
+        build=BUILDERS["train_tokenizer"].ids,
     conda:
         TRAIN_ENV
     resources:
         **rule_resources.cpu_partition(config),
     params:
-        source=tokenizer_source,
-        render=lambda wildcards: RENDER,  # braces are not wildcards
-    script:
-        "../scripts/sources.py"
+        **BUILDERS["train_tokenizer"].params,
+    shell:
+        BUILD_COMMAND
 
 
 rule prepare_model:
     input:
-        tokenizer=model_tokenizer_manifest,
+        unpack(BUILDERS["prepare_model"].inputs),
     output:
-        manifest="resources/models/{model}/manifest.json",
+        manifest="resources/models/{build}/manifest.json",
     log:
-        "logs/prepare_model/{model}.log",
+        "logs/prepare_model/{build}.log",
     benchmark:
-        "logs/benchmarks/prepare_model/{model}.tsv"
+        "logs/benchmarks/prepare_model/{build}.tsv"
     wildcard_constraints:
-        model=BUILT_MODELS,
+        build=BUILDERS["prepare_model"].ids,
     conda:
         TRAIN_ENV
     resources:
         **rule_resources.cpu_partition(config),
     params:
-        model=lambda wildcards: model_build_config(config, wildcards.model),
-        seed=config["seed"],
-    script:
-        "../scripts/sources.py"
+        **BUILDERS["prepare_model"].params,
+    shell:
+        BUILD_COMMAND

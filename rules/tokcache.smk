@@ -1,23 +1,22 @@
-# One packed token cache per (dataset, tokenizer, seq_len), shared by all models using the tokenizer.
+# One packed token cache per (dataset, tokenizer, seq_len) build, shared by all models using the tokenizer.
 
 
 rule build_token_cache:
     input:
-        dataset="resources/datasets/{dataset}/manifest.json",
-        tokenizer="resources/tokenizers/{tokenizer}/manifest.json",
+        unpack(BUILDERS["build_token_cache"].inputs),
     output:
-        manifest="resources/tokcache/{dataset}/{tokenizer}/seq{seq}/manifest.json",
+        manifest="resources/tokcache/{build}/manifest.json",
     log:
-        "logs/build_token_cache/{dataset}/{tokenizer}/seq{seq}.log",
+        "logs/build_token_cache/{build}.log",
     benchmark:
-        "logs/benchmarks/build_token_cache/{dataset}/{tokenizer}/seq{seq}.tsv"
+        "logs/benchmarks/build_token_cache/{build}.tsv"
+    wildcard_constraints:
+        build=BUILDERS["build_token_cache"].ids,
     conda:
         TRAIN_ENV
     resources:
         **rule_resources.cpu_partition(config),
     params:
-        render=lambda wildcards: RENDER,  # braces are not wildcards
-        eval_fraction=config["dataset"]["eval_fraction"],
-        seed=config["seed"],
-    script:
-        "../scripts/tokcache.py"
+        **BUILDERS["build_token_cache"].params,
+    shell:
+        BUILD_COMMAND

@@ -4,8 +4,8 @@
 
 rule train_cell:
     input:
-        model="resources/models/{model}/manifest.json",
-        cache=train_cache_input(),
+        model=train_model_input,
+        cache=train_cache_input,
     output:
         metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/{METRICS_FILE}",
     log:

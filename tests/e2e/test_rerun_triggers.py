@@ -21,7 +21,7 @@ from ftbench.report import tables
 pytestmark = pytest.mark.e2e
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64, "max_positions": 128}
-UPGRADE_FROM = "1e45346"
+UPGRADE_FROM = "d7bfc41"
 """The last landed commit: its finished cells must stay finished under this checkout's code. Each change
 starts by moving it to the last commit that landed."""
 WORKFLOW_PARTS = ("Snakefile", "rules", "scripts", "schemas", "envs", "profiles", "report")

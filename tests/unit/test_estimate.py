@@ -157,12 +157,12 @@ def test_prune_predicted_oom_leaves_out_what_does_not_fit_with_the_estimate_in_i
 
 def test_a_hub_model_has_a_shape_before_download_only_through_its_shape_key(test_config, tmp_path):
     config = {**test_config, "models": [{"name": "l70", "source": "hf:meta-llama/Llama-2-70b-hf"}]}
-    assert model_shape(config, "l70", models_dir=str(tmp_path)) is None
+    assert model_shape(config, "l70", resources=str(tmp_path)) is None
     config["models"][0]["shape"] = f"local:{SHAPES / 'llama-2-70b.json'}"
-    assert model_shape(config, "l70", models_dir=str(tmp_path)) == LLAMA_70B
+    assert model_shape(config, "l70", resources=str(tmp_path)) == LLAMA_70B
     config["models"][0]["shape"] = f"local:{tmp_path / 'missing.json'}"
     with pytest.raises(ConfigError, match=r"models\[l70\].shape: .*missing.json is not a config.json file"):
-        model_shape(config, "l70", models_dir=str(tmp_path))
+        model_shape(config, "l70", resources=str(tmp_path))
 
 
 def test_auto_is_estimated_for_the_device_jobs_will_have(monkeypatch):

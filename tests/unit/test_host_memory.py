@@ -1,6 +1,7 @@
 """The host memory a Slurm cell asks for: from the model's shape and what its strategy holds on the host."""
 
 import json
+from pathlib import Path
 
 import helpers
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from ftbench.cell import Cell
 from ftbench.data import sources
 from ftbench.plan import estimate, host_memory, model_shape
+from ftbench.plan.builds import model_dir
 from ftbench.plan.model_shape import Shape
 
 LLAMA_120M = Shape(hidden=768, layers=16, intermediate=2048, vocab=4096, heads=12, kv_heads=12)
@@ -70,7 +72,7 @@ def test_the_default_cpu_matrix_asks_a_few_gb_not_32(test_config):
     config = {**test_config, "hardware": {**test_config["hardware"], "device": "cpu"}}
     config["hardware"].pop("host_memory_per_rank_gb", None)
     model = config["models"][0]
-    shape = model_shape.model_shape(config, model["name"], models_dir="/nonexistent")
+    shape = model_shape.model_shape(config, model["name"], resources="/nonexistent")
     per_rank = host_memory.cell_request_gb(config, cell("ddp", 2), shape)
     assert per_rank < 2
 
@@ -82,10 +84,11 @@ def test_an_explicit_host_memory_per_rank_wins(test_config):
 
 def test_a_hub_model_before_its_download_has_no_shape_yet(test_config, tmp_path):
     config = {**test_config, "models": [{"name": "hubm", "source": "hf:acme/tiny-llama"}]}
-    assert model_shape.model_shape(config, "hubm", models_dir=str(tmp_path)) is None
+    assert model_shape.model_shape(config, "hubm", resources=str(tmp_path)) is None
     assert host_memory.cell_request_gb(config, cell("ddp"), None) is None
-    (tmp_path / "hubm").mkdir()
-    (tmp_path / "hubm" / "config.json").write_text(
+    built = Path(model_dir(config, "hubm", tmp_path))
+    built.mkdir(parents=True)
+    (built / "config.json").write_text(
         json.dumps(
             {
                 "hidden_size": 768,
@@ -98,7 +101,7 @@ def test_a_hub_model_before_its_download_has_no_shape_yet(test_config, tmp_path)
             }
         )
     )
-    assert model_shape.model_shape(config, "hubm", models_dir=str(tmp_path)) == LLAMA_120M
+    assert model_shape.model_shape(config, "hubm", resources=str(tmp_path)) == LLAMA_120M
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

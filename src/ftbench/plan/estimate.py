@@ -14,7 +14,8 @@ import os
 from dataclasses import dataclass, fields
 
 from ftbench.cell import Cell
-from ftbench.plan.model_shape import MODELS_DIR, Shape, model_shape
+from ftbench.plan.builds import RESOURCES
+from ftbench.plan.model_shape import Shape, model_shape
 from ftbench.precision import precision_of
 from ftbench.registry import GRADIENTS, LAYERS, OPTIMIZER, PARAMETERS, STRATEGIES
 
@@ -212,12 +213,12 @@ def predicted_oom(cell: Cell, shape: Shape | None, device: str, capacity_gb: flo
 
 
 def cell_estimates(
-    config: dict, cells: list[Cell], device: str | None = None, models_dir: str = MODELS_DIR
+    config: dict, cells: list[Cell], device: str | None = None, resources: str = RESOURCES
 ) -> dict[str, MemoryEstimate | None]:
     """Each cell's estimate on `device` (default: the one its ranks run on); None where its model's shape is
     not known yet."""
     device = device or estimate_device(config["hardware"])
-    shapes = {name: model_shape(config, name, models_dir) for name in {cell.model for cell in cells}}
+    shapes = {name: model_shape(config, name, resources) for name in {cell.model for cell in cells}}
     return {
         cell.id: None if shapes[cell.model] is None else estimate(shapes[cell.model], cell, device, config["options"])
         for cell in cells
@@ -228,10 +229,13 @@ def config_read(config: dict, capacity: bool = False) -> dict:
     """What `summary_inputs` (each cell's estimate on both devices, the device it is estimated for, the prices)
     and, with `capacity`, `device_capacity_gb` read of a config: a rule's params, so that a change elsewhere in
     the config (a limit, a partition) re-runs no rule that takes them. The models go whole: their shapes come
-    from their sources, tokenizers, architectures and `shape` files."""
+    from their sources, tokenizers, architectures and `shape` files, read where their builds lie (which the
+    dataset and the seed decide too)."""
     hardware = {k: config["hardware"].get(k) for k in ("device", "gpu_gres", *(["gpu_memory_gb"] if capacity else []))}
     read = {
         "models": config["models"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
         "hardware": hardware,
         "options": config["options"],
         "cost": {"price_per_gpu_hour": config["cost"]["price_per_gpu_hour"]},

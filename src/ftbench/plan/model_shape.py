@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ftbench.errors import ConfigError
 from ftbench.files import read_json
+from ftbench.plan.builds import RESOURCES, model_dir
 from ftbench.plan.config import bpe_vocab_size, local_path, model_config, source_kind, tokenizer_source
 
 
@@ -145,8 +146,6 @@ class Shape:
 TP_PLAN_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
 """Families whose transformers TP plan is column/row-wise linears only (Qwen3's adds replicated q/k norms)."""
 
-MODELS_DIR = "resources/models"
-
 
 def shape_file(model: dict) -> str | None:
     """The config.json that gives model `model`'s shape before it is prepared: `shape: local:<path>` (the file,
@@ -158,11 +157,11 @@ def shape_file(model: dict) -> str | None:
     return os.path.join(path, "config.json") if os.path.isdir(path) else path
 
 
-def model_shape(config: dict, name: str, models_dir: str = MODELS_DIR) -> Shape | None:
+def model_shape(config: dict, name: str, resources: str = RESOURCES) -> Shape | None:
     """The shape of model `name`: its config.json once prepared or downloaded; before that the file its
     `shape` key names (or a local model's own), or a `config:` model's `architecture` (with a builtin
     tokenizer); None while a hub model is neither downloaded nor given a `shape`."""
-    path = os.path.join(models_dir, name, "config.json")
+    path = os.path.join(model_dir(config, name, resources), "config.json")
     if os.path.exists(path):
         return Shape.from_config_json(read_json(path))
     model = model_config(config, name)

@@ -1,0 +1,99 @@
+"""Resource directories from before content keys (`resources/<kind>/<name>`), kept in use where their
+manifests show they hold what the config asks for.
+
+A finished cell recorded its input paths; were they to change, Snakemake would re-run it. So a training
+job reads the old model and token cache directories as long as they match its builds (the manifests
+record the sources, seeds, architecture, rendering and the files each was made from); no rule makes them
+any more, so nothing rebuilds or dates them. Where anything differs, or a manifest is missing, the cell
+takes the content-keyed directories (ftbench.plan.builds) and runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+
+from ftbench.data.sources import Render
+from ftbench.files import MANIFEST, read_json
+from ftbench.plan.builds import Build
+from ftbench.plan.config import is_download
+
+BUILTIN_REVISION = "builtin-v1"
+TOKENIZER_FILE = "tokenizer.json"
+
+
+@functools.cache
+def _manifest(directory: str, mtime_ns: int) -> dict | None:
+    try:
+        return read_json(os.path.join(directory, MANIFEST))
+    except (OSError, ValueError):
+        return None
+
+
+def manifest(build: Build) -> dict | None:
+    """The manifest of `build`'s old directory, None when there is none."""
+    path = os.path.join(build.legacy_directory, MANIFEST)
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _manifest(build.legacy_directory, mtime)
+
+
+def _dataset_matches(config: dict, build: Build, held: dict) -> bool:
+    dataset, seed = config["dataset"], config["seed"]
+    if held.get("source") != dataset["source"]:
+        return False
+    if is_download(dataset["source"]):
+        from ftbench.data.download import data_patterns
+
+        return held.get("sample_by") == dataset["sample_by"] and held.get("patterns") == data_patterns(
+            dataset.get("files"), dataset.get("split")
+        )
+    return (held.get("revision"), held.get("seed"), held.get("rows")) == (BUILTIN_REVISION, seed, dataset["num_rows"])
+
+
+def adopted_model(config: dict, build: Build) -> str | None:
+    """`build`'s old directory when its manifest records the same model: source, and a built model's seed
+    and architecture, or a downloaded one's tokenizer."""
+    held = manifest(build)
+    if held is None or held.get("source") != build.params["source"]:
+        return None
+    if build.rule == "download_model":
+        same = held.get("tokenizer") == build.input("tokenizer").params["source"]
+    else:
+        same = (held.get("seed"), held.get("architecture")) == (config["seed"], build.params["architecture"])
+    return build.legacy_directory if same else None
+
+
+def adopted_inputs(config: dict, model: Build, cache: Build) -> tuple[str, str] | None:
+    """The old (model, token cache) directories of a training job, when both hold its builds and were made
+    from the same tokenizer (the one the model's files carry) and the same dataset files; else None."""
+    model_dir = adopted_model(config, model)
+    held_cache, dataset = manifest(cache), cache.input("dataset")
+    held_dataset, held_tokenizer = manifest(dataset), manifest(cache.input("tokenizer"))
+    if model_dir is None or None in (held_cache, held_dataset, held_tokenizer):
+        return None
+    render = dataclasses.asdict(Render.from_dataset(config["dataset"]))
+    cache_same = (
+        held_cache.get("seq_len"),
+        held_cache.get("eval_fraction"),
+        held_cache.get("seed"),
+        held_cache.get("render"),
+    ) == (cache.params["seq_len"], config["dataset"]["eval_fraction"], config["seed"], render)
+    fingerprint = held_cache.get("tokenizer_fingerprint")
+    tokenizer = cache.input("tokenizer")
+    trained_on = held_tokenizer.get("dataset", held_dataset.get("files")) if tokenizer.inputs else None
+    tokenizer_same = (
+        held_tokenizer.get("source") == tokenizer.params["source"]
+        and trained_on == (held_dataset.get("files") if tokenizer.inputs else None)
+        and held_tokenizer.get("files", {}).get(TOKENIZER_FILE) == fingerprint
+        and manifest(model).get("files", {}).get(TOKENIZER_FILE) == fingerprint
+    )
+    dataset_same = _dataset_matches(config, dataset, held_dataset) and held_cache.get("dataset") == held_dataset.get(
+        "files"
+    )
+    if cache_same and tokenizer_same and dataset_same:
+        return model_dir, cache.legacy_directory
+    return None
