@@ -1,4 +1,5 @@
-# `snakemake preview`: the cells, nodes and GPU-hours a sweep asks for, before anything is submitted.
+# `snakemake preview`: the cells, nodes and GPU-hours a sweep asks for, before anything is submitted, and
+# which cells run and why: it asks Snakemake (`--summary` under this invocation's config).
 # No output: it runs each time it is asked for, on the submitting host, and is never part of `all`.
 # The table is printed and kept in its log.
 rule preview:
@@ -14,6 +15,8 @@ rule preview:
         timeout_s=config["limits"]["cell_timeout_s"],
         model_timeouts=MODEL_TIMEOUTS,
         run_dir=RUN_DIR,
+        train_logs=f"logs/{RUN}/train_cell",
+        snakefile=workflow.main_snakefile,
         repeats=REPEATS,
         estimate_config=PREVIEW_CONFIG,
     script:

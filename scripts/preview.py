@@ -3,16 +3,18 @@ from pathlib import Path
 
 from ftbench.plan import estimate, preview
 
+p = snakemake.params
+summary = preview.ask_snakemake(p.snakefile, snakemake.config)
 text = preview.render(
-    snakemake.params.selected,
-    snakemake.params.pruned,
-    snakemake.params.hardware,
-    snakemake.params.timeout_s,
-    snakemake.params.run_dir,
-    snakemake.params.repeats,
-    snakemake.params.model_timeouts,
-    estimate.cell_estimates(snakemake.params.estimate_config, snakemake.params.selected),
-    estimate.device_capacity_gb(snakemake.params.estimate_config),
+    p.selected,
+    p.pruned,
+    p.hardware,
+    p.timeout_s,
+    preview.cell_states(summary, p.run_dir, p.train_logs),
+    p.repeats,
+    p.model_timeouts,
+    estimate.cell_estimates(p.estimate_config, p.selected),
+    estimate.device_capacity_gb(p.estimate_config),
 )
 Path(snakemake.log[0]).write_text(text)
 print(text)

@@ -7,6 +7,7 @@ were are marked stale."""
 import copy
 import io
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -80,6 +81,56 @@ def test_an_upgrade_reruns_no_finished_cell(workflow, run_snakemake):
     assert set(planned) <= {"aggregate_metrics", "render_charts", "render_report", "all"}
 
 
+BUILDERS = {"prepare_dataset", "train_tokenizer", "prepare_model", "build_token_cache"}
+
+
+def dry(run_snakemake, root, *args, configfile=None):
+    """{rule: jobs} a dry run plans."""
+    out = run_snakemake(root, "-n", *args, configfile=configfile, snakefile=root / "Snakefile").stdout
+    return job_counts(out)
+
+
+def preview(run_snakemake, root, *args, configfile=None):
+    """The preview's states, {state: cells}, and its count of cells to run."""
+    out = run_snakemake(root, "--cores", "1", "preview", *args, configfile=configfile, snakefile=root / "Snakefile")
+    line = next(line for line in out.stdout.splitlines() if line.startswith("By state: "))
+    states = {s.strip(): int(n) for s, n in re.findall(r"([a-z ]+) (\d+)", line.removeprefix("By state: "))}
+    to_run = int(re.search(r"^(\d+) of \d+ selected cells to run", out.stdout, re.M)[1])
+    return states, to_run
+
+
+def write_config(root, name, config):
+    (root / name).write_text(yaml.safe_dump(config))
+    return root / name
+
+
+def test_key_order_and_defaults_written_out_rerun_nothing(workflow, run_snakemake):
+    """Case 1 of #27: a model's architecture in another order, a default written out, plan nothing (the
+    preview agrees)."""
+    root, config = workflow
+    config = copy.deepcopy(config)
+    config["models"][0]["architecture"] = dict(reversed(TINY.items()))
+    config["dataset"]["eval_fraction"] = 0.1  # the schema's default
+    reordered = write_config(root, "reordered.yaml", config)
+    planned = dry(run_snakemake, root, configfile=reordered)
+    assert not (BUILDERS | {"train_cell"}) & set(planned), planned
+    assert preview(run_snakemake, root, configfile=reordered) == ({"done": 4}, 0)
+
+
+def test_preview_says_what_snakemake_runs_and_why(workflow, run_snakemake):
+    """Case 4: preview asks Snakemake, so its count is `snakemake -n`'s, under --config and --configfile
+    alike, and it names the reason."""
+    root, config = workflow
+    seed = ("--config", "seed=1")  # new data and weights: every build and cell
+    assert dry(run_snakemake, root, *seed)["train_cell"] == 4
+    assert preview(run_snakemake, root, *seed) == ({"input changed": 4}, 4)
+    config = copy.deepcopy(config)
+    config["models"][1]["global_batch_size"] = 8
+    changed = write_config(root, "batch.yaml", config)
+    assert dry(run_snakemake, root, configfile=changed)["train_cell"] == 2
+    assert preview(run_snakemake, root, configfile=changed) == ({"params changed": 2, "done": 2}, 2)
+
+
 def test_changing_aggregation_and_table_code_never_reruns_training(workflow, run_snakemake):
     root, _ = workflow
     for script in ("aggregate.py", "charts.py", "report.py"):
@@ -131,3 +182,25 @@ def test_results_select_leaves_as_they_were_are_marked_stale_in_the_summary(work
     assert {row["status"] for row in rows.values()} == {"ok"}
     readme = (root / "README.md").read_text()
     assert "† `b/ddp/1gpu/full-fp32-bs2-seq64`: measured under another spec (cell.global_batch_size 4 → 8)." in readme
+
+
+def test_runs_share_a_resource_exactly_when_its_build_agrees(workflow, run_snakemake):
+    """Cases 2 and 3: a second run whose dataset differs builds its own resources and the first run re-runs
+    nothing; a third whose builds agree with the second's shares them; a fresh clone (every workflow file
+    newer than the resources) re-builds nothing."""
+    root, config = workflow
+    other = copy.deepcopy(config)
+    other.update(run_name="ci2", select=["a/*"])
+    other["dataset"]["num_rows"] = config["dataset"]["num_rows"] + 100
+    other["matrix"]["activation_checkpointing"] = ["none"]
+    second = write_config(root, "second.yaml", other)
+    until = ("--until", "build_token_cache", "prepare_model")
+    run_snakemake(root, "--cores", "2", *until, configfile=second, snakefile=root / "Snakefile")
+    built = {p.parent.name for p in (root / "resources" / "datasets").glob("*/manifest.json")}
+    assert len(built) == 2, built  # the first run's and the second's
+    assert not (BUILDERS | {"train_cell"}) & set(dry(run_snakemake, root)), "the first run re-runs"
+    third = write_config(root, "third.yaml", {**other, "run_name": "ci3"})
+    assert dry(run_snakemake, root, *until, configfile=third) == {}
+    for path in [root / "Snakefile", *(root / "rules").iterdir(), *(root / "scripts").iterdir()]:
+        path.touch()
+    assert dry(run_snakemake, root, *until, configfile=second) == {}

@@ -79,14 +79,6 @@ def cell_timeout_s(config: dict, name: str) -> int:
     return model_config(config, name).get("cell_timeout_s", config["limits"]["cell_timeout_s"])
 
 
-MODEL_BUILD_KEYS = ("name", "source", "architecture", "tokenizer")
-"""What decides a prepared model's files; batch overrides do not (they must not re-build the model)."""
-
-
-def model_build_config(config: dict, name: str) -> dict:
-    return {k: v for k, v in model_config(config, name).items() if k in MODEL_BUILD_KEYS}
-
-
 DEFAULT_TOKENIZER = "builtin:bpe-2048"
 """The tokenizer of a `config:` model that names none."""
 

@@ -1,14 +1,72 @@
 """What a sweep asks of the cluster, before anything is submitted: cells, nodes, GPUs, GPU-hours and the
-memory each rank is predicted to need."""
+memory each rank is predicted to need; and which cells will run and why, as Snakemake itself decides it
+(`snakemake --summary`: each output's status and whether it is updated)."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from ftbench.cell import Cell
 from ftbench.launch.slurm import geometry, runtime_min
 from ftbench.plan.estimate import MemoryEstimate
 from ftbench.record import METRICS_FILE
+
+DONE = "done"
+STATES = ("new", "failed", "params changed", "input changed", "code changed", DONE)
+"""A selected cell's state, the most telling first: a cell with several repeats takes its first."""
+STATUS_STATES = {
+    "params changed": "params changed",
+    "set of input files changed": "input changed",
+    "updated input files": "input changed",
+    "rule implementation changed": "code changed",
+}
+"""`snakemake --summary`'s status of an existing output, as a state."""
+
+
+def ask_snakemake(snakefile: str, config: dict, workdir: str | Path = ".") -> str:
+    """`snakemake --summary` of the default target under exactly `config` (the invoking run's, with its
+    --configfile and --config already merged in): one tab-separated row per output."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        yaml.safe_dump(config, f)
+    try:
+        cmd = [sys.executable, "-m", "snakemake", "--summary", "--nolock", "-s", snakefile, "--configfile", f.name]
+        run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    if run.returncode != 0:
+        raise RuntimeError(f"snakemake --summary failed ({run.returncode}):\n{run.stderr[-4000:]}")
+    return run.stdout
+
+
+def cell_states(summary: str, run_dir: str | Path, logs_dir: str | Path) -> dict[str, str]:
+    """{cell id: state} of the training cells in a `snakemake --summary` table: new (never ran), failed (its
+    job's log is there but no result), params / input / code changed (Snakemake re-runs it: an input changed
+    also when a build it reads is re-made), done."""
+    runs = f"{Path(run_dir).as_posix()}/runs/"
+    states: dict[str, str] = {}
+    for line in summary.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 6 or fields[2] != "train_cell" or not fields[0].startswith(runs):
+            continue
+        output, _, _, _, status, plan = fields
+        job = output.removeprefix(runs).removesuffix(f"/{METRICS_FILE}")
+        cell_id = re.sub(r"/repeat-\d+$", "", job)
+        if status == "missing":
+            state = "failed" if (Path(logs_dir) / f"{job}.log").exists() else "new"
+        elif status in STATUS_STATES:
+            state = STATUS_STATES[status]
+        else:
+            state = DONE if plan == "no update" else "input changed"
+        known = states.get(cell_id, DONE)
+        states[cell_id] = min(known, state, key=STATES.index)
+    return states
 
 
 def memory_text(predicted: MemoryEstimate | None, capacity_gb: float | None) -> str:
@@ -24,7 +82,7 @@ def render(
     pruned: list[tuple[Cell, str]],
     hardware: dict,
     timeout_s: int,
-    run_dir: str | Path,
+    states: dict[str, str],
     repeats: int = 1,
     model_timeouts: dict[str, int] | None = None,
     estimates: dict[str, MemoryEstimate | None] | None = None,
@@ -32,16 +90,18 @@ def render(
 ) -> str:
     """A markdown table of the selected cells (done ones cost nothing) and the totals at the time limits;
     with repeats each cell is that many jobs. A model's own `cell_timeout_s` (`model_timeouts`) wins. Each
-    cell's memory estimate per rank (`estimates`) is held against the device's `capacity_gb` where known."""
+    cell's memory estimate per rank (`estimates`) is held against the device's `capacity_gb` where known.
+    `states` (cell_states) says which cells run and why."""
     model_timeouts, estimates = model_timeouts or {}, estimates or {}
     lines = [
         "| cell | nodes x GPUs | time limit (h) | GPU-hours at limit | memory/rank (GB, estimate) | state |",
         "|---|---|---|---|---|---|",
     ]
-    todo_gpu_h, todo, peak_nodes = 0.0, 0, 0
+    todo_gpu_h, todo, peak_nodes, reasons = 0.0, 0, 0, {}
     for cell in selected:
         shape = geometry(cell.gpus, hardware["gpus_per_node"])
-        done = (Path(run_dir) / "runs" / cell.id / METRICS_FILE).exists()
+        state = states.get(cell.id, "new")
+        done = state == DONE
         limit_h = runtime_min(model_timeouts.get(cell.model, timeout_s)) / 60
         gpu_h = cell.gpus * limit_h * repeats
         if not done:
@@ -49,13 +109,15 @@ def render(
         lines.append(
             f"| {cell.id} | {shape.nodes} x {shape.gpus_per_node} | {limit_h:.2f} | {gpu_h:.2f} | "
             f"{memory_text(estimates.get(cell.id), capacity_gb)} | "
-            f"{'done' if done else 'to run'} |"
+            f"{state} |"
         )
+        reasons[state] = reasons.get(state, 0) + 1
     lines += [
         "",
         f"{todo} of {len(selected)} selected cells to run ({len(pruned)} pruned), largest job {peak_nodes} "
         f"node(s); at most {todo_gpu_h:.1f} GPU-hours{f' ({repeats} repeats each)' if repeats > 1 else ''} "
         f"(every cell at its limit: limits.cell_timeout_s={timeout_s} s or its model's cell_timeout_s, "
         "+ start-up slack).",
+        "By state: " + ", ".join(f"{s} {reasons[s]}" for s in STATES if s in reasons) + ".",
     ]
     return "\n".join(lines) + "\n"
