@@ -25,3 +25,10 @@ def summary(workdir: Path, run: str, key: str = "cell_id") -> dict[str, dict]:
     """A finished run's summary.csv, its rows by `key`."""
     frame = pl.read_csv(workdir / "results" / run / "summary.csv", infer_schema_length=None)
     return {row[key]: row for row in frame.iter_rows(named=True)}
+
+
+def built(workdir: Path, kind: str, name: str) -> Path:
+    """The one content-keyed directory (`<name>.<key>`, ftbench.plan.builds) a run built for `name`."""
+    found = [p.parent for p in (Path(workdir) / "resources" / kind).glob(f"{name}.*/manifest.json")]
+    assert len(found) == 1, found
+    return found[0]

@@ -170,10 +170,9 @@ def test_the_workflow_runs_each_envs_rules_from_that_env(repo, venvs, workdir, h
     # the driver's snakemake, as a script rule's preamble finds it
     finish({name: env_pip(venv, f"snakemake=={version('snakemake')}") for name, venv in venvs.items()})
     # what the hub env's rules make, then what the train env's make from it, then the rest
-    downloads = ("datasets/support", "tokenizers/hf--acme--tiny-llama", "models/hub-llama")
     cells = [f"{m}/zero2/1gpu/full-fp32-bs2-seq64" for m in ("hub-llama", "tiny")]
     ran = {
-        "hub": stage(repo, venvs["hub"], workdir, *(f"resources/{d}/manifest.json" for d in downloads)),
+        "hub": stage(repo, venvs["hub"], workdir, "--until", "download_dataset", "download_model"),
         "train-cpu": stage(
             repo,
             venvs["train-cpu"],

@@ -3,6 +3,7 @@ from a local jsonl: the download rules, the shared token cache keyed by the hub 
 
 import json
 
+import helpers
 import polars as pl
 import pytest
 import yaml
@@ -69,14 +70,13 @@ def test_hub_model_and_local_data_train_one_cell(hub, workdir, first_run):
 
 
 def test_resources_record_the_commit_and_the_local_file(hub, workdir, first_run):
-    resources = workdir / "resources"
-    model = read_json(resources / "models" / "hub-llama" / "manifest.json")
+    model = read_json(helpers.built(workdir, "models", "hub-llama") / "manifest.json")
     assert model["revision"] == hub.commits["acme/tiny-llama"]["main"] and model["source"] == "hf:acme/tiny-llama"
-    assert read_json(resources / "tokenizers" / TOKENIZER / "manifest.json")["revision"] == model["revision"]
-    dataset = read_json(resources / "datasets" / "support" / "manifest.json")
+    assert read_json(helpers.built(workdir, "tokenizers", TOKENIZER) / "manifest.json")["revision"] == model["revision"]
+    dataset = read_json(helpers.built(workdir, "datasets", "support") / "manifest.json")
     assert dataset["data_files"] == ["support.jsonl"]
     assert dataset["files"]["support.jsonl"] == sha256_file(workdir / "data" / "support.jsonl")
-    cache = read_json(resources / "tokcache" / "support" / TOKENIZER / "seq64" / "manifest.json")
+    cache = read_json(helpers.built(workdir, f"tokcache/support/{TOKENIZER}", "seq64") / "manifest.json")
     assert cache["render"]["format"] == "columns" and cache["tokens"]["train"] > 0
 
 
