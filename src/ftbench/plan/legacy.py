@@ -33,15 +33,15 @@ def _manifest(directory: str, mtime_ns: int) -> dict | None:
 
 def manifest(build: Build) -> dict | None:
     """The manifest of `build`'s old directory, None when there is none."""
-    path = os.path.join(build.legacy_directory, MANIFEST)
+    directory = os.path.abspath(build.legacy_directory)
     try:
-        mtime = os.stat(path).st_mtime_ns
+        mtime = os.stat(os.path.join(directory, MANIFEST)).st_mtime_ns
     except OSError:
         return None
-    return _manifest(build.legacy_directory, mtime)
+    return _manifest(directory, mtime)
 
 
-def _dataset_matches(config: dict, build: Build, held: dict) -> bool:
+def _dataset_matches(config: dict, held: dict) -> bool:
     dataset, seed = config["dataset"], config["seed"]
     if held.get("source") != dataset["source"]:
         return False
@@ -71,29 +71,25 @@ def adopted_inputs(config: dict, model: Build, cache: Build) -> tuple[str, str] 
     """The old (model, token cache) directories of a training job, when both hold its builds and were made
     from the same tokenizer (the one the model's files carry) and the same dataset files; else None."""
     model_dir = adopted_model(config, model)
-    held_cache, dataset = manifest(cache), cache.input("dataset")
-    held_dataset, held_tokenizer = manifest(dataset), manifest(cache.input("tokenizer"))
+    tokenizer = cache.input("tokenizer")
+    held_cache, held_dataset, held_tokenizer = (manifest(b) for b in (cache, cache.input("dataset"), tokenizer))
     if model_dir is None or None in (held_cache, held_dataset, held_tokenizer):
         return None
+    data_files, fingerprint = held_dataset.get("files"), held_cache.get("tokenizer_fingerprint")
     render = dataclasses.asdict(Render.from_dataset(config["dataset"]))
-    cache_same = (
-        held_cache.get("seq_len"),
-        held_cache.get("eval_fraction"),
-        held_cache.get("seed"),
-        held_cache.get("render"),
-    ) == (cache.params["seq_len"], config["dataset"]["eval_fraction"], config["seed"], render)
-    fingerprint = held_cache.get("tokenizer_fingerprint")
-    tokenizer = cache.input("tokenizer")
-    trained_on = held_tokenizer.get("dataset", held_dataset.get("files")) if tokenizer.inputs else None
-    tokenizer_same = (
+    dataset = config["dataset"]
+    same_cache = (
+        held_cache.get("seq_len") == cache.params["seq_len"]
+        and (held_cache.get("eval_fraction"), held_cache.get("seed")) == (dataset["eval_fraction"], config["seed"])
+        and held_cache.get("render") == render
+        and held_cache.get("dataset") == data_files
+    )
+    same_tokenizer = (
         held_tokenizer.get("source") == tokenizer.params["source"]
-        and trained_on == (held_dataset.get("files") if tokenizer.inputs else None)
+        and (not tokenizer.inputs or held_tokenizer.get("dataset") == data_files)  # a BPE: trained on that data
         and held_tokenizer.get("files", {}).get(TOKENIZER_FILE) == fingerprint
         and manifest(model).get("files", {}).get(TOKENIZER_FILE) == fingerprint
     )
-    dataset_same = _dataset_matches(config, dataset, held_dataset) and held_cache.get("dataset") == held_dataset.get(
-        "files"
-    )
-    if cache_same and tokenizer_same and dataset_same:
+    if same_cache and same_tokenizer and _dataset_matches(config, held_dataset):
         return model_dir, cache.legacy_directory
     return None
