@@ -3,7 +3,7 @@ import functools
 import inspect
 import json
 import os
-import re
+import sys
 
 from snakemake.common import overwrite_function_params
 from snakemake.common.tbdstring import TBDString

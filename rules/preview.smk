@@ -17,6 +17,8 @@ rule preview:
         run_dir=RUN_DIR,
         train_logs=f"logs/{RUN}/train_cell",
         snakefile=workflow.main_snakefile,
+        snakemake_python=sys.executable,
+        results=[metrics_file(cell.id) for cell in PLAN.selected],
         repeats=REPEATS,
         estimate_config=PREVIEW_CONFIG,
     script:

@@ -4,7 +4,7 @@ from pathlib import Path
 from ftbench.plan import estimate, preview
 
 p = snakemake.params
-summary = preview.ask_snakemake(p.snakefile, snakemake.config)
+summary = preview.ask_snakemake(p.snakemake_python, p.snakefile, snakemake.config, p.results)
 text = preview.render(
     p.selected,
     p.pruned,

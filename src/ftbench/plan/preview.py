@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -30,13 +29,15 @@ STATUS_STATES = {
 """`snakemake --summary`'s status of an existing output, as a state."""
 
 
-def ask_snakemake(snakefile: str, config: dict, workdir: str | Path = ".") -> str:
-    """`snakemake --summary` of the default target under exactly `config` (the invoking run's, with its
-    --configfile and --config already merged in): one tab-separated row per output."""
+def ask_snakemake(python: str, snakefile: str, config: dict, targets: list[str], workdir: str | Path = ".") -> str:
+    """`snakemake --summary` of `targets` (the selected cells' results) under exactly `config` (the invoking
+    run's, with its --configfile and --config already merged in), run by `python` (the driver's interpreter:
+    a rule's conda env need not hold snakemake): one tab-separated row per output."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config, f)
     try:
-        cmd = [sys.executable, "-m", "snakemake", "--summary", "--nolock", "-s", snakefile, "--configfile", f.name]
+        # the targets before --configfile, which takes every word after it
+        cmd = [python, "-m", "snakemake", *targets, "--summary", "--nolock", "-s", snakefile, "--configfile", f.name]
         run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
     finally:
         os.unlink(f.name)
