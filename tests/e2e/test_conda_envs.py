@@ -21,6 +21,8 @@ import yaml
 from conftest import RULE_ENV, pip_section, share_torch_extensions
 from test_workflow import job_counts
 
+from ftbench.plan import builds
+
 pytestmark = pytest.mark.envs
 
 RUN = "envs"
@@ -46,6 +48,7 @@ def rule_envs(repo: Path) -> dict[str, str]:
 
 def rule_modules(repo: Path, body: str) -> set[str]:
     """The ftbench modules a rule runs: its shell's `python -m` module, or its script's ftbench imports."""
+    body = body.replace("BUILD_COMMAND", builds.BUILD_COMMAND)  # the builder rules' shell command
     if script := re.search(r'script:\s*\n\s*"\.\./(scripts/\w+\.py)"', body):
         tree = ast.parse((repo / script[1]).read_text())
         found = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -112,7 +115,8 @@ def test_each_env_imports_every_module_its_rules_run(repo, venvs):
     for rule, env in rule_envs(repo).items():
         by_env.setdefault(env, set()).update(rule_modules(repo, bodies[rule]))
     assert set(by_env) == set(ENVS)
-    assert "ftbench.launch" in by_env["train-cpu"] and "ftbench.report.compare" in by_env["analysis"]
+    assert {"ftbench.launch", "ftbench.data"} <= by_env["train-cpu"] and "ftbench.data" in by_env["hub"]
+    assert "ftbench.report.compare" in by_env["analysis"]
     for env, modules in by_env.items():
         code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
         # FTBENCH_SRC as the Snakefile exports it to every job; no PYTHONPATH, as Snakemake runs conda jobs
@@ -172,7 +176,7 @@ def test_the_workflow_runs_each_envs_rules_from_that_env(repo, venvs, workdir, h
     # what the hub env's rules make, then what the train env's make from it, then the rest
     cells = [f"{m}/zero2/1gpu/full-fp32-bs2-seq64" for m in ("hub-llama", "tiny")]
     ran = {
-        "hub": stage(repo, venvs["hub"], workdir, "--until", "download_dataset", "download_model"),
+        "hub": stage(repo, venvs["hub"], workdir, "--until", "prepare_dataset", "download_model"),
         "train-cpu": stage(
             repo,
             venvs["train-cpu"],

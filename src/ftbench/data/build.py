@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from ftbench import logs
-from ftbench.plan.builds import RENDER_KEYS, schema_defaults
+from ftbench.plan.builds import BUILDER_RULES, RENDER_KEYS, schema_defaults
 
 
 def _render(params: dict):
@@ -24,31 +24,37 @@ def _render(params: dict):
 
 
 def run(rule: str, params: dict, inputs: dict[str, Path], out: Path, name: str) -> dict:
-    """Build `rule`'s directory `out` from its canonical params (defaults filled back in) and input dirs."""
-    from ftbench.data import download, sources, tokcache
-
+    """Build `rule`'s directory `out` from its canonical params (defaults filled back in) and input dirs.
+    Each rule imports only what it runs: the hub env that downloads has no numpy or torch."""
     dataset, seed = schema_defaults()["dataset"], params.get("seed", schema_defaults()["seed"])
     get = lambda key: params.get(key, dataset.get(key))  # noqa: E731
     model = {"name": name, **params}
-    calls = {
-        "prepare_dataset": lambda: sources.prepare_dataset(params["source"], out, get("num_rows"), seed),
-        "download_dataset": lambda: download.download_dataset(
-            params["source"], out, get("files"), get("split"), get("sample_by")
-        ),
-        "train_tokenizer": lambda: sources.train_tokenizer(params["source"], inputs["dataset"], _render(params), out),
-        "download_tokenizer": lambda: download.download_tokenizer(params["source"], out),
-        "prepare_model": lambda: sources.prepare_model(model, inputs["tokenizer"], out, seed),
-        "download_model": lambda: download.download_model(model, inputs["tokenizer"], out),
-        "build_token_cache": lambda: tokcache.build(
-            inputs["dataset"], inputs["tokenizer"], out, _render(params), params["seq_len"], get("eval_fraction"), seed
-        ),
-    }
-    return calls[rule]()
+    if rule.startswith("download_"):
+        from ftbench.data import download
+
+        if rule == "download_dataset":
+            return download.download_dataset(params["source"], out, get("files"), get("split"), get("sample_by"))
+        if rule == "download_tokenizer":
+            return download.download_tokenizer(params["source"], out)
+        return download.download_model(model, inputs["tokenizer"], out)
+    from ftbench.data import sources
+
+    if rule == "prepare_dataset":
+        return sources.prepare_dataset(params["source"], out, get("num_rows"), seed)
+    if rule == "train_tokenizer":
+        return sources.train_tokenizer(params["source"], inputs["dataset"], _render(params), out)
+    if rule == "prepare_model":
+        return sources.prepare_model(model, inputs["tokenizer"], out, seed)
+    from ftbench.data import tokcache
+
+    return tokcache.build(
+        inputs["dataset"], inputs["tokenizer"], out, _render(params), params["seq_len"], get("eval_fraction"), seed
+    )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m ftbench.data", description=__doc__)
-    parser.add_argument("rule")
+    parser.add_argument("rule", choices=BUILDER_RULES)
     parser.add_argument("--params", required=True, help="the build's canonical parameters (JSON)")
     parser.add_argument("--inputs", default="{}", help="{role: manifest path} of the builds it reads (JSON)")
     parser.add_argument("--out", required=True, help="the manifest to write; its directory holds the build")
