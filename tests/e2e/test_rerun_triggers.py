@@ -186,8 +186,8 @@ def test_results_select_leaves_as_they_were_are_marked_stale_in_the_summary(work
 
 def test_runs_share_a_resource_exactly_when_its_build_agrees(workflow, run_snakemake):
     """Cases 2 and 3: a second run whose dataset differs builds its own resources and the first run re-runs
-    nothing; a third whose builds agree with the second's shares them; a fresh clone (every workflow file
-    newer than the resources) re-builds nothing."""
+    nothing (preview agrees); a third whose builds agree with the second's shares them; a fresh clone (every
+    workflow file newer than the resources) re-builds and re-trains nothing."""
     root, config = workflow
     other = copy.deepcopy(config)
     other.update(run_name="ci2", select=["a/*"])
@@ -199,8 +199,10 @@ def test_runs_share_a_resource_exactly_when_its_build_agrees(workflow, run_snake
     built = {p.parent.name for p in (root / "resources" / "datasets").glob("*/manifest.json")}
     assert len(built) == 2, built  # the first run's and the second's
     assert not (BUILDERS | {"train_cell"}) & set(dry(run_snakemake, root)), "the first run re-runs"
+    assert preview(run_snakemake, root) == ({"done": 4}, 0)
     third = write_config(root, "third.yaml", {**other, "run_name": "ci3"})
     assert dry(run_snakemake, root, *until, configfile=third) == {}
     for path in [root / "Snakefile", *(root / "rules").iterdir(), *(root / "scripts").iterdir()]:
         path.touch()
     assert dry(run_snakemake, root, *until, configfile=second) == {}
+    assert not (BUILDERS | {"train_cell"}) & set(dry(run_snakemake, root)), "the first run re-runs"
