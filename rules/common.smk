@@ -16,6 +16,7 @@ from ftbench.files import MANIFEST
 from ftbench.plan import builds, estimate, legacy
 from ftbench.plan.config_check import check_config, check_local_sources
 from ftbench.plan.model_shape import model_shape
+from ftbench.plan.preview import invocation_options
 from ftbench.plan.matrix import check_pivots, job_spec, plan
 from ftbench.launch import resources as rule_resources
 from ftbench.launch.resources import ByWildcard

@@ -19,6 +19,10 @@ rule preview:
         snakefile=workflow.main_snakefile,
         snakemake_python=sys.executable,
         results=[metrics_file(cell.id) for cell in PLAN.selected],
+        # a function: the run's settings are known once its DAG is built, not while the Snakefile is read
+        options=lambda wildcards: invocation_options(
+            workflow.deployment_settings.deployment_method, workflow.rerun_triggers
+        ),
         repeats=REPEATS,
         estimate_config=PREVIEW_CONFIG,
     script:

@@ -4,7 +4,7 @@ from pathlib import Path
 from ftbench.plan import estimate, preview
 
 p = snakemake.params
-summary = preview.ask_snakemake(p.snakemake_python, p.snakefile, snakemake.config, p.results)
+summary = preview.ask_snakemake(p.snakemake_python, p.snakefile, snakemake.config, p.results, p.options)
 text = preview.render(
     p.selected,
     p.pruned,

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ftbench.data.download import data_patterns
 from ftbench.files import atomic_write_json
 from ftbench.plan import builds, legacy
 
@@ -66,6 +67,8 @@ def old_layout(root, config, model_name="tiny-llama", seq=64):
             "revision": "builtin-v1",
             "seed": config["seed"],
             "rows": dataset["num_rows"],
+            "sample_by": dataset["sample_by"],
+            "patterns": data_patterns(dataset.get("files"), dataset.get("split")),
             "files": dataset_files,
         },
         cache.input("tokenizer"): {
@@ -133,3 +136,29 @@ def test_an_old_model_whose_tokenizer_is_not_the_caches_is_left(test_config, in_
     manifest["files"]["tokenizer.json"] = "00" * 32
     atomic_write_json(path, manifest)
     assert legacy.adopted_inputs(test_config, model, cache) is None
+
+
+def test_no_old_directory_stands_for_a_local_source_or_after_a_revision(test_config, in_tmp, monkeypatch):
+    """A local source's edits are seen by its download rule's input only; a raised REVISION moves everything."""
+    config = copy.deepcopy(test_config)
+    config["dataset"]["source"] = "local:data.jsonl"
+    model, cache = old_layout(in_tmp, config)
+    assert legacy.adopted_inputs(config, model, cache) is None
+    model, cache = old_layout(in_tmp, test_config)
+    monkeypatch.setattr(legacy, "REVISION", builds.REVISION + 1)
+    assert legacy.adopted_inputs(test_config, model, cache) is None
+
+
+def test_the_defaults_builds_leave_out_are_the_ones_of_this_revision():
+    """Keys at their default are left out of a build's key: a changed default must raise REVISION (and
+    this pin with it), or directories built under the old default would be taken for the new one."""
+    pinned = {
+        "format": "columns",
+        "template": "### Instruction:\n{instruction}\n\n### Response:\n{response}",
+        "messages_column": "messages",
+        "message_template": "<|{role}|>\n{content}\n",
+        "sample_by": "paragraph",
+        "num_rows": 2000,
+        "eval_fraction": 0.1,
+    }
+    assert (builds.REVISION, builds.schema_defaults()) == (1, {"dataset": pinned, "seed": 0})

@@ -16,9 +16,11 @@ import os
 
 from ftbench.data.sources import Render
 from ftbench.files import MANIFEST, read_json
-from ftbench.plan.builds import Build
-from ftbench.plan.config import is_download
+from ftbench.plan.builds import REVISION, Build
+from ftbench.plan.config import is_download, source_kind
 
+OLD_REVISION = 1
+"""The builds.REVISION the old directories correspond to."""
 BUILTIN_REVISION = "builtin-v1"
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -54,17 +56,33 @@ def _dataset_matches(config: dict, held: dict) -> bool:
     return (held.get("revision"), held.get("seed"), held.get("rows")) == (BUILTIN_REVISION, seed, dataset["num_rows"])
 
 
+def _kept(build: Build) -> bool:
+    """Whether an old directory may stand for `build` at all: not once REVISION moved every build (the old
+    directories were made by the first builders), nor for a chain reading a `local:` source, whose edited
+    files only a download rule's input would notice."""
+    chain, sources = [build], []
+    while chain:
+        current = chain.pop()
+        sources.append(current.params.get("source", ""))
+        chain.extend(upstream for _, upstream in current.inputs)
+    return REVISION == OLD_REVISION and not any(source_kind(s) == "local" for s in sources)
+
+
 def adopted_model(config: dict, build: Build) -> str | None:
-    """`build`'s old directory when its manifest records the same model: source, and a built model's seed
-    and architecture, or a downloaded one's tokenizer."""
-    held = manifest(build)
-    if held is None or held.get("source") != build.params["source"]:
+    """`build`'s old directory when its manifest records the same model (source, and a built model's seed
+    and architecture, or a downloaded one's tokenizer) with the files of the same tokenizer."""
+    held, tokenizer = manifest(build), build.input("tokenizer")
+    held_tokenizer = manifest(tokenizer)
+    if not _kept(build) or held is None or held_tokenizer is None or held.get("source") != build.params["source"]:
         return None
     if build.rule == "download_model":
-        same = held.get("tokenizer") == build.input("tokenizer").params["source"]
+        same = held.get("tokenizer") == tokenizer.params["source"]
     else:
         same = (held.get("seed"), held.get("architecture")) == (config["seed"], build.params["architecture"])
-    return build.legacy_directory if same else None
+    same_tokenizer = held_tokenizer.get("source") == tokenizer.params["source"] and held_tokenizer.get("files", {}).get(
+        TOKENIZER_FILE
+    ) == held.get("files", {}).get(TOKENIZER_FILE)
+    return build.legacy_directory if same and same_tokenizer else None
 
 
 def adopted_inputs(config: dict, model: Build, cache: Build) -> tuple[str, str] | None:
@@ -73,7 +91,7 @@ def adopted_inputs(config: dict, model: Build, cache: Build) -> tuple[str, str] 
     model_dir = adopted_model(config, model)
     tokenizer = cache.input("tokenizer")
     held_cache, held_dataset, held_tokenizer = (manifest(b) for b in (cache, cache.input("dataset"), tokenizer))
-    if model_dir is None or None in (held_cache, held_dataset, held_tokenizer):
+    if model_dir is None or not _kept(cache) or None in (held_cache, held_dataset, held_tokenizer):
         return None
     data_files, fingerprint = held_dataset.get("files"), held_cache.get("tokenizer_fingerprint")
     render = dataclasses.asdict(Render.from_dataset(config["dataset"]))

@@ -29,21 +29,32 @@ STATUS_STATES = {
 """`snakemake --summary`'s status of an existing output, as a state."""
 
 
-def ask_snakemake(python: str, snakefile: str, config: dict, targets: list[str], workdir: str | Path = ".") -> str:
+def ask_snakemake(
+    python: str, snakefile: str, config: dict, targets: list[str], options: list[str], workdir: str | Path = "."
+) -> str:
     """`snakemake --summary` of `targets` (the selected cells' results) under exactly `config` (the invoking
-    run's, with its --configfile and --config already merged in), run by `python` (the driver's interpreter:
-    a rule's conda env need not hold snakemake): one tab-separated row per output."""
+    run's, with its --configfile and --config already merged in) and the invoking run's `options` (its
+    deployment methods and rerun triggers, which decide what re-runs), run by `python` (the driver's
+    interpreter: a rule's conda env need not hold snakemake): one tab-separated row per output."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
         yaml.safe_dump(config, f)
     try:
-        # the targets before --configfile, which takes every word after it
-        cmd = [python, "-m", "snakemake", *targets, "--summary", "--nolock", "-s", snakefile, "--configfile", f.name]
-        run = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+        # the targets first, --configfile last: it and the options take every word after them
+        cmd = [python, "-m", "snakemake", *targets, "--summary", "--nolock", "-s", snakefile, *options]
+        run = subprocess.run([*cmd, "--configfile", f.name], cwd=workdir, capture_output=True, text=True)
     finally:
         os.unlink(f.name)
     if run.returncode != 0:
         raise RuntimeError(f"snakemake --summary failed ({run.returncode}):\n{run.stderr[-4000:]}")
     return run.stdout
+
+
+def invocation_options(deployment_methods, rerun_triggers) -> list[str]:
+    """The command-line options that make a second snakemake decide re-runs as this one does: its software
+    deployment methods (`--sdm conda` records each env's hash) and its rerun triggers."""
+    sdm = sorted(m.item_to_choice() for m in deployment_methods)
+    triggers = sorted(t.item_to_choice() for t in rerun_triggers)
+    return [*(["--sdm", *sdm] if sdm else []), "--rerun-triggers", *triggers]
 
 
 def cell_states(summary: str, run_dir: str | Path, logs_dir: str | Path) -> dict[str, str]:
