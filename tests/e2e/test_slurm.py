@@ -136,7 +136,7 @@ def first_run(cluster, sleeping_job, repo, workdir):
 
 def test_preview_lists_cells_nodes_and_gpu_hours(cluster, repo, workdir):
     out = slurm_snakemake(repo, workdir, "preview").stdout
-    row = rf"\| {re.escape(cell('tiny-llama', 4))} \| 2 x 2 \| 1\.17 \| 4\.67 \| \d+\.\d\d \| to run \|"
+    row = rf"\| {re.escape(cell('tiny-llama', 4))} \| 2 x 2 \| 1\.17 \| 4\.67 \| \d+\.\d\d \| new \|"
     assert re.search(row, out), out
     assert f"| {cell('tiny-llama', 2)} | 1 x 2 |" in out
     # 13 GPUs (1 + 2 + 4 + fsdp_tp's 4 + tiny-b's 2), each for the 70 min limit (60 min cell timeout + 10 min
