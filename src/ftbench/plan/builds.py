@@ -17,6 +17,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,8 +186,6 @@ def model_dir(config: dict, name: str, root: str | os.PathLike = RESOURCES) -> s
 
 def one_of(names) -> str:
     """A wildcard regex matching exactly `names` (nothing when there are none)."""
-    import re
-
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
