@@ -143,14 +143,13 @@ def train_dirs(model, seq):
     return adopted or (model_build.directory(), cache.directory())
 
 
-@per_job
-def train_model_input(wildcards):
-    return os.path.join(train_dirs(wildcards.model, wildcards.seq)[0], MANIFEST)
-
-
-@per_job
-def train_cache_input(wildcards):
-    return os.path.join(train_dirs(wildcards.model, wildcards.seq)[1], MANIFEST)
+def train_input(index):
+    """train_cell's model (0) or token cache (1) manifest."""
+    return per_job(
+        lambda wildcards: os.path.join(
+            train_dirs(wildcards.model, wildcards.seq)[index], MANIFEST
+        )
+    )
 
 
 @per_job

@@ -4,8 +4,8 @@
 
 rule train_cell:
     input:
-        model=train_model_input,
-        cache=train_cache_input,
+        model=train_input(0),
+        cache=train_input(1),
     output:
         metrics=f"{RUN_DIR}/runs/{TRAIN_DIR}/{METRICS_FILE}",
     log:

@@ -19,9 +19,6 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import yaml
 
 from ftbench.errors import ConfigError
 from ftbench.files import MANIFEST
@@ -33,6 +30,7 @@ from ftbench.plan.config import (
     tokenizer_id,
     tokenizer_source,
 )
+from ftbench.plan.config_doc import REPO
 
 RESOURCES = "resources"
 KIND_DIRS = {"dataset": "datasets", "tokenizer": "tokenizers", "model": "models", "tokcache": "tokcache"}
@@ -43,13 +41,14 @@ includes a changed schema default of a key a build reads: keys at their default 
 (tests/unit/test_builds.py pins those defaults to this revision)."""
 RENDER_KEYS = ("format", "template", "messages_column", "message_template")
 """The `dataset.*` keys that turn rows into documents: the tokenizer and the token cache depend on them."""
-SCHEMA = Path(__file__).resolve().parents[3] / "schemas" / "config.schema.yaml"
 
 
 @functools.cache
 def schema_defaults() -> dict:
     """The schema's defaults of the keys builds read: {'dataset': {...}, 'seed': ...}."""
-    properties = yaml.safe_load(SCHEMA.read_text())["properties"]
+    from ftbench.plan.config_check import load_schema  # which imports model_shape, which imports this
+
+    properties = load_schema(REPO)["properties"]
     dataset = {k: v["default"] for k, v in properties["dataset"]["properties"].items() if "default" in v}
     return {"dataset": dataset, "seed": properties["seed"]["default"]}
 
@@ -201,21 +200,21 @@ class BuilderRule:
     def ids(self) -> str:
         return one_of(sorted(self.builds))
 
+    def _upstream(self, wildcards) -> dict[str, str]:
+        return {role: upstream.manifest for role, upstream in self.builds[wildcards.build].inputs}
+
     def inputs(self, wildcards) -> dict[str, str]:
-        build = self.builds[wildcards.build]
-        source = build.params.get("source", "")
+        source = self.builds[wildcards.build].params.get("source", "")
         # a local source is an input: editing its files re-runs the download
         local = {"local": local_path(source)} if source_kind(source) == "local" else {}
-        return {role: upstream.manifest for role, upstream in build.inputs} | local
+        return self._upstream(wildcards) | local
 
     @property
     def params(self) -> dict:
         return {
             "rule": self.rule,
             "build": lambda wildcards: self.builds[wildcards.build].params_json,
-            "inputs": lambda wildcards: json.dumps(
-                {role: up.manifest for role, up in self.builds[wildcards.build].inputs}, sort_keys=True
-            ),
+            "inputs": lambda wildcards: json.dumps(self._upstream(wildcards), sort_keys=True),
             "name": lambda wildcards: self.builds[wildcards.build].name,
         }
 
